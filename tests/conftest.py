@@ -27,3 +27,35 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """The embedded default's synthetic data set, generated once per test session."""
+    from cxr.synthetic import generate_synthetic
+
+    root = tmp_path_factory.mktemp("synthetic")
+    generate_synthetic(root, seed=2020)
+    return root
+
+
+def synthetic_sources(root: Path) -> dict:
+    """The synthetic dataset's `sources` block of config.yaml, pointed at `root`."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    sources = config["datasets"]["synthetic"]["sources"]
+    for spec in sources.values():
+        spec["root"] = str(root / Path(spec["root"]).name)
+    return sources
+
+
+def article_sources(root: Path) -> dict:
+    """The article_local dataset's `sources` block, pointed at `root` (../shared/data)."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    sources = config["datasets"]["article_local"]["sources"]
+    for spec in sources.values():
+        spec["root"] = str(root / Path(spec["root"]).name)
+    return sources

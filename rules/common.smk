@@ -1,0 +1,72 @@
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir).parent / "scripts"))
+
+from cxr import config as cxr_config  # noqa: E402
+from cxr.errors import CxrError  # noqa: E402
+
+try:
+    config.update(cxr_config.resolve(config))
+except CxrError as error:
+    raise WorkflowError(str(error))
+
+validate(config, schema="config.schema.yaml", set_default=True)
+
+try:
+    cxr_config.check(config, set(cxr_config.KNOWN_ARCHITECTURES))
+except CxrError as error:
+    raise WorkflowError(str(error))
+
+DATASET = cxr_config.dataset(config)
+SOURCES = DATASET["sources"]
+ARCHITECTURES = config["training"]["architectures"]
+SEEDS = config["training"]["seeds"]
+USE_IMAGENET = config["training"]["weights"] == "imagenet"
+
+
+wildcard_constraints:
+    arch="[A-Za-z0-9_]+",
+    seed=r"\d+",
+    source="[A-Za-z0-9_-]+",
+
+
+def source_inputs(wildcards=None):
+    """What curation reads: generated or downloaded roots, or the user's local copies."""
+    if "synthetic" in DATASET:
+        return ["resources/synthetic/.complete"]
+    inputs = []
+    for name, spec in SOURCES.items():
+        if "download" in spec:
+            inputs.append(f"resources/sources/{name}.complete")
+        else:
+            inputs.append(spec["root"])
+    return inputs
+
+
+def model_dir(arch, seed):
+    return f"results/models/{arch}/seed{seed}"
+
+
+def weights_input(wildcards):
+    if not USE_IMAGENET:
+        return []
+    return [f"resources/weights/{wildcards.arch}.h5"]
+
+
+def evaluation_jsons():
+    return expand("results/eval/{arch}/seed{seed}.json", arch=ARCHITECTURES, seed=SEEDS)
+
+
+def final_outputs():
+    return [
+        "results/curated/images.csv",
+        "results/splits/splits.csv",
+        "results/shards/manifest.json",
+        *evaluation_jsons(),
+        "results/eval/summary.json",
+        "results/audit/leakage.json",
+        "results/report.html",
+    ]

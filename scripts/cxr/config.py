@@ -1,0 +1,75 @@
+"""Config resolution and the checks a JSON schema cannot express, run before any job starts."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from cxr.errors import ConfigError
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """Return `base` with `override` merged in (nested dicts merged, other values replaced)."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def resolve(config: dict) -> dict:
+    """Merge the chosen dataset's overrides into the top level, so rules read one place."""
+    name = config.get("dataset")
+    datasets = config.get("datasets") or {}
+    if name not in datasets:
+        raise ConfigError(
+            f"dataset {name!r} is not defined under `datasets`; choose one of {sorted(datasets)}"
+        )
+    return deep_merge(config, datasets[name].get("overrides") or {})
+
+
+def check(config: dict, known_architectures: set[str]) -> None:
+    """Cross-field checks: fractions sum to 1, architectures exist, sizes fit, sources usable."""
+    fractions = config["splits"]
+    total = sum(fractions.values())
+    if abs(total - 1.0) > 1e-6:
+        raise ConfigError(f"splits {fractions} sum to {total:g}; they must sum to 1")
+    training = config["training"]
+    known = known_architectures | set(training.get("extra_architectures", {}))
+    unknown = [a for a in training["architectures"] if a not in known]
+    if unknown:
+        raise ConfigError(
+            f"training.architectures: unknown {unknown}; known: {sorted(known)} "
+            "(add others under training.extra_architectures)"
+        )
+    if len(set(training["architectures"])) != len(training["architectures"]):
+        raise ConfigError("training.architectures lists an architecture twice")
+    if training["image_size"] < 32:
+        raise ConfigError(
+            f"training.image_size {training['image_size']} is below 32, the smallest input "
+            "the keras.applications bases accept"
+        )
+    if config["audit"]["architecture"] not in (None, *training["architectures"]):
+        raise ConfigError("audit.architecture must be one of training.architectures or null")
+    sources = dataset(config)["sources"]
+    labels = {config["labels"]["positive"], config["labels"]["negative"]}
+    for name, spec in sources.items():
+        if spec["label"] not in labels:
+            raise ConfigError(
+                f"sources.{name}.label {spec['label']!r} is neither labels.positive nor "
+                f"labels.negative ({sorted(labels)})"
+            )
+        if spec["kind"] == "folder" and "patient_pattern" not in spec:
+            raise ConfigError(f"sources.{name}: a folder source needs patient_pattern")
+    trained = {s["label"] for s in sources.values() if s.get("role", "train") == "train"}
+    if trained != labels:
+        raise ConfigError(
+            f"dataset {config['dataset']!r} must have a training source for each label "
+            f"{sorted(labels)}; it has {sorted(trained)}"
+        )
+
+
+def dataset(config: dict) -> dict[str, Any]:
+    return config["datasets"][config["dataset"]]

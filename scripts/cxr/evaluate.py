@@ -1,0 +1,140 @@
+"""Evaluation of one trained model: predictions per image and the metrics JSON, on the held-out
+test split and on any external (healthy-only) source."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cxr import metrics
+
+log = logging.getLogger(__name__)
+
+
+def predict(model, arch, dataset, *, image_size: int, batch_size: int = 32) -> pd.DataFrame:
+    """Run `model` over a shard dataset; one row per image with P(positive class)."""
+    from cxr.models import preprocess
+
+    rows, probabilities = [], []
+    for batch in dataset.batch(batch_size):
+        inputs = preprocess(arch, batch["image"], image_size)
+        probabilities.append(np.asarray(model.predict_on_batch(inputs))[:, 1])
+        for i in range(len(batch["label"])):
+            rows.append(
+                {
+                    "id": batch["id"][i].numpy().decode(),
+                    "patient": batch["patient"][i].numpy().decode(),
+                    "source": batch["source"][i].numpy().decode(),
+                    "label": int(batch["label"][i]),
+                }
+            )
+    frame = pd.DataFrame(rows, columns=["id", "patient", "source", "label"])
+    frame["probability"] = np.concatenate(probabilities).astype(float) if probabilities else []
+    return frame
+
+
+def evaluate_predictions(
+    predictions: pd.DataFrame, *, threshold: float, n_boot: int, seed: int
+) -> dict:
+    """Metrics on the test split; false-positive rate per external source (all healthy)."""
+    test = predictions[predictions["split"] == "test"]
+    result = {
+        "test": metrics.binary_metrics(
+            test["label"].to_numpy(),
+            test["probability"].to_numpy(),
+            test["patient"].to_numpy(),
+            threshold=threshold,
+            n_boot=n_boot,
+            seed=seed,
+        ),
+        "roc": metrics.roc_points(test["label"].to_numpy(), test["probability"].to_numpy()),
+        "per_source": {},
+        "external": {},
+    }
+    for source, part in test.groupby("source", sort=True):
+        correct = int(((part["probability"] >= threshold).astype(int) == part["label"]).sum())
+        result["per_source"][source] = {
+            "accuracy": metrics.proportion(correct, len(part)),
+            "patients": int(part["patient"].nunique()),
+        }
+    external = predictions[predictions["split"] == "external"]
+    for source, part in external.groupby("source", sort=True):
+        if (part["label"] == 1).any():
+            log.warning("external source %s has positive images; only the FPR is reported", source)
+        negatives = part[part["label"] == 0]
+        result["external"][source] = {
+            "false_positive_rate": metrics.false_positive_rate(
+                negatives["probability"].to_numpy(), threshold
+            ),
+            "patients": int(negatives["patient"].nunique()),
+        }
+    return result
+
+
+def evaluate_model(
+    model_path: Path,
+    manifest: dict,
+    shard_dir: Path,
+    arch,
+    *,
+    image_size: int,
+    threshold: float,
+    n_boot: int,
+    seed: int,
+) -> tuple[dict, pd.DataFrame]:
+    """Load a saved full model and evaluate it on the test and external shards."""
+    import keras
+
+    from cxr.shards import read_shards, shard_paths
+
+    model = keras.models.load_model(model_path, compile=False)
+    parts = []
+    for split in ("test", "external"):
+        paths = shard_paths(manifest, shard_dir, split)
+        if not paths:
+            continue
+        frame = predict(model, arch, read_shards(paths), image_size=image_size)
+        frame.insert(0, "split", split)
+        parts.append(frame)
+        log.info("%s: predicted %d images", split, len(frame))
+    predictions = pd.concat(parts, ignore_index=True).sort_values(["split", "id"])
+    result = evaluate_predictions(predictions, threshold=threshold, n_boot=n_boot, seed=seed)
+    return result, predictions.reset_index(drop=True)
+
+
+def summarise(evaluations: list[dict]) -> dict:
+    """Mean, SD, min and max over seeds of the headline metrics, per architecture."""
+    by_arch: dict[str, list[dict]] = {}
+    for ev in evaluations:
+        by_arch.setdefault(ev["architecture"], []).append(ev)
+    summary = {}
+    for arch, runs in sorted(by_arch.items()):
+        entry = {"seeds": [r["seed"] for r in runs], "n_test": runs[0]["test"]["n"]}
+        for key in ("accuracy", "sensitivity", "specificity", "roc_auc", "f1"):
+            values = [r["test"][key]["value"] for r in runs if r["test"][key]["value"] is not None]
+            entry[key] = _spread(values)
+        for source in runs[0].get("external", {}):
+            values = [
+                r["external"][source]["false_positive_rate"]["value"]
+                for r in runs
+                if r["external"][source]["false_positive_rate"]["value"] is not None
+            ]
+            entry[f"external_fpr_{source}"] = _spread(values)
+        summary[arch] = entry
+    return summary
+
+
+def _spread(values: list[float]) -> dict:
+    if not values:
+        return {"mean": None, "sd": None, "min": None, "max": None, "n": 0}
+    arr = np.asarray(values, dtype=float)
+    return {
+        "mean": float(arr.mean()),
+        "sd": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
+        "min": float(arr.min()),
+        "max": float(arr.max()),
+        "n": len(arr),
+    }

@@ -1,0 +1,137 @@
+"""Image checks: safe paths, decoding with Pillow, pixel hashes and size limits.
+
+Every failure becomes an `ImageRejected` with a short machine-readable reason, so curation can
+log it as an exclusion instead of crashing."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Pillow only warns above MAX_IMAGE_PIXELS and errors at twice that; we want our own limit to be
+# a hard, explicit exclusion, so Pillow's global is switched off and checked here instead.
+Image.MAX_IMAGE_PIXELS = None
+
+
+class ImageRejected(Exception):
+    """An image that cannot be used; `reason` is the exclusion reason written to the log."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What curation records about a decoded image."""
+
+    width: int
+    height: int
+    mode: str
+    format: str
+    pixel_sha256: str
+    bit_depth: int
+
+
+def resolve_inside(root: Path, relative: str) -> Path:
+    """Join `relative` to `root`, refusing absolute paths, `..` and symlinks that leave `root`."""
+    if not relative or not relative.strip():
+        raise ImageRejected("path empty", repr(relative))
+    if os.path.isabs(relative) or relative.startswith(("/", "\\")):
+        raise ImageRejected("path outside data root", f"absolute path {relative!r}")
+    if any(part == ".." for part in Path(relative).parts):
+        raise ImageRejected("path outside data root", f"'..' in {relative!r}")
+    root_real = Path(os.path.realpath(root))
+    candidate = Path(os.path.realpath(root / relative))
+    if not candidate.is_relative_to(root_real):
+        raise ImageRejected("path outside data root", f"{relative!r} resolves to {candidate}")
+    return candidate
+
+
+BIT_DEPTH = {
+    "1": 1,
+    "L": 8,
+    "P": 8,
+    "RGB": 8,
+    "RGBA": 8,
+    "CMYK": 8,
+    "LA": 8,
+    "YCbCr": 8,
+    "I;16": 16,
+    "I;16B": 16,
+    "I;16L": 16,
+    "I": 32,
+    "F": 32,
+}
+
+
+def to_grayscale_array(img: Image.Image) -> np.ndarray:
+    """Convert any Pillow mode to an 8-bit grayscale array (16-bit scaled, alpha dropped)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        return np.clip(np.round(arr / hi * 255.0), 0, 255).astype(np.uint8)
+    if img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        span = float(arr.max() - arr.min()) or 1.0
+        return np.round((arr - arr.min()) / span * 255.0).astype(np.uint8)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (0, 0, 0, 255))
+        img = Image.alpha_composite(background, img)
+    return np.asarray(img.convert("L"), dtype=np.uint8)
+
+
+def load_image(path: Path, *, max_pixels: int, min_side: int = 1) -> tuple[np.ndarray, ImageInfo]:
+    """Decode `path` fully, apply EXIF orientation, return 8-bit grayscale pixels and facts.
+
+    Raises ImageRejected with one of: file missing, not a regular file, empty file,
+    not an image, too many pixels, too small, undecodable."""
+    if not path.exists():
+        raise ImageRejected("file missing", str(path))
+    if not path.is_file():
+        raise ImageRejected("not a regular file", str(path))
+    if path.stat().st_size == 0:
+        raise ImageRejected("empty file", str(path))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                fmt = img.format or "unknown"
+                width, height = img.size
+                # Checked from the header before decoding, so a bomb never allocates.
+                if width * height > max_pixels:
+                    raise ImageRejected(
+                        "too many pixels", f"{width}x{height} > limit {max_pixels} ({path.name})"
+                    )
+                if min(width, height) < min_side:
+                    raise ImageRejected("too small", f"{width}x{height} < {min_side} ({path.name})")
+                mode = img.mode
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                pixels = to_grayscale_array(img)
+    except ImageRejected:
+        raise
+    except UnidentifiedImageError as exc:
+        raise ImageRejected("not an image", f"{path.name}: {exc}") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageRejected("undecodable", f"{path.name}: {exc}") from None
+    digest = hashlib.sha256()
+    digest.update(f"{pixels.shape[0]}x{pixels.shape[1]}:".encode())
+    digest.update(pixels.tobytes())
+    info = ImageInfo(
+        width=int(width),
+        height=int(height),
+        mode=mode,
+        format=fmt,
+        pixel_sha256=digest.hexdigest(),
+        bit_depth=BIT_DEPTH.get(mode, 8),
+    )
+    return pixels, info

@@ -1,0 +1,31 @@
+"""Logging for `script:` entry points: everything goes to the rule's log file, and a problem a
+user can fix ends the job with its message instead of a traceback."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cxr.errors import CxrError
+
+
+def run_logged(log_path: str | Path | None, func: Callable[..., Any], *args, **kwargs) -> Any:
+    """Send stderr and logging to `log_path`, call `func`; on CxrError log it and exit 1."""
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        sys.stderr = open(log_path, "w", buffering=1, encoding="utf-8")  # noqa: SIM115
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    try:
+        return func(*args, **kwargs)
+    except CxrError as error:
+        logging.getLogger("cxr").error("%s", error)
+        print(f"ERROR: {error}", file=sys.__stderr__)
+        sys.exit(1)

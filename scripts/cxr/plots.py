@@ -1,0 +1,84 @@
+"""PNG figures for the report: training curves, ROC, confusion matrix, curation flow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: cluster nodes and CI have no display
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+# Fixed metadata keeps PNG bytes stable between runs (matplotlib stamps the version otherwise).
+PNG_META = {"Software": None}
+
+
+def _save(fig, path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(path).with_name(f".{Path(path).name}.part.png")
+    fig.savefig(tmp, dpi=100, bbox_inches="tight", metadata=PNG_META)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def training_curves(history: pd.DataFrame, title: str, path: str | Path) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        ax.plot(history["epoch"], history[metric], label="train")
+        if f"val_{metric}" in history:
+            ax.plot(history["epoch"], history[f"val_{metric}"], label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.legend()
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def roc_curve(curves: dict[str, dict], title: str, path: str | Path) -> None:
+    """`curves`: label -> {"fpr", "tpr", "auc"}."""
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="chance")
+    for label, curve in curves.items():
+        auc = curve.get("auc")
+        name = f"{label} (AUC {auc:.2f})" if auc is not None else label
+        ax.step(curve["fpr"], curve["tpr"], where="post", label=name)
+    ax.set_xlabel("1 - specificity")
+    ax.set_ylabel("sensitivity")
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize="small")
+    _save(fig, path)
+
+
+def confusion_matrix(cm: dict, labels: tuple[str, str], title: str, path: str | Path) -> None:
+    """`cm`: {"tn","fp","fn","tp"}; `labels`: (negative, positive)."""
+    table = pd.DataFrame(
+        [[cm["tn"], cm["fp"]], [cm["fn"], cm["tp"]]],
+        index=[f"true {labels[0]}", f"true {labels[1]}"],
+        columns=[f"pred. {labels[0]}", f"pred. {labels[1]}"],
+    )
+    fig, ax = plt.subplots(figsize=(3.6, 3))
+    sns.heatmap(table, annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax)
+    ax.set_title(title)
+    _save(fig, path)
+
+
+def curation_flow(flow: dict, path: str | Path) -> None:
+    """Horizontal bars: images remaining after each curation step, per source."""
+    rows = [
+        {"source": source, "step": f"{i}. {step['step']}", "remaining": step["remaining"]}
+        for source, info in flow["sources"].items()
+        for i, step in enumerate(info["steps"])
+    ]
+    frame = pd.DataFrame(rows)
+    n_sources = max(1, frame["source"].nunique())
+    fig, axes = plt.subplots(1, n_sources, figsize=(4 * n_sources, 3), squeeze=False)
+    for ax, (source, part) in zip(axes[0], frame.groupby("source", sort=True), strict=True):
+        sns.barplot(part, y="step", x="remaining", ax=ax, color="steelblue")
+        for container in ax.containers:
+            ax.bar_label(container, fontsize="small")
+        ax.set_title(source)
+        ax.set_ylabel("")
+    fig.tight_layout()
+    _save(fig, path)

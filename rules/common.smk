@@ -3,9 +3,10 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-sys.path.insert(0, str(Path(workflow.basedir).parent / "scripts"))
+sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 from cxr import config as cxr_config  # noqa: E402
+from cxr.architectures import DEFAULT_ARCHITECTURES  # noqa: E402
 from cxr.errors import CxrError  # noqa: E402
 
 try:
@@ -16,7 +17,7 @@ except CxrError as error:
 validate(config, schema="config.schema.yaml", set_default=True)
 
 try:
-    cxr_config.check(config, set(cxr_config.KNOWN_ARCHITECTURES))
+    cxr_config.check(config, set(DEFAULT_ARCHITECTURES))
 except CxrError as error:
     raise WorkflowError(str(error))
 
@@ -25,6 +26,14 @@ SOURCES = DATASET["sources"]
 ARCHITECTURES = config["training"]["architectures"]
 SEEDS = config["training"]["seeds"]
 USE_IMAGENET = config["training"]["weights"] == "imagenet"
+AUDIT_ARCHITECTURE = config["audit"]["architecture"] or ARCHITECTURES[0]
+
+
+localrules:
+    generate_synthetic_data,
+    fetch_source,
+    fetch_weights,
+
 
 
 wildcard_constraints:
@@ -70,3 +79,9 @@ def final_outputs():
         "results/audit/leakage.json",
         "results/report.html",
     ]
+
+
+def report_templates():
+    """Templates and styles: editing one reruns only the report."""
+    root = Path(workflow.basedir) / "report"
+    return sorted(str(p) for p in root.glob("*") if p.suffix in {".j2", ".css", ".html"})

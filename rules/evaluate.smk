@@ -31,6 +31,7 @@ rule evaluate_model:
     params:
         evaluation=config["evaluation"],
         training=config["training"],
+        labels=config["labels"],
     threads: config["training"]["threads"]
     resources:
         mem_mb=config["training"]["mem_mb"],

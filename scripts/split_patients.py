@@ -1,6 +1,7 @@
 """Entry point of rule split_patients."""
 
 import pandas as pd
+
 from cxr.io import write_csv, write_json
 from cxr.logs import run_logged
 from cxr.split import image_level_counterfactual, split_patients, summarise
@@ -26,6 +27,11 @@ def main(images_csv, fractions, seed, splits_csv, summary_json) -> None:
 
 sm = snakemake  # noqa: F821
 run_logged(
-    sm.log[0], main, sm.input.images, dict(sm.params.fractions), sm.params.seed,
-    sm.output.splits, sm.output.summary,
+    sm.log[0],
+    main,
+    sm.input.images,
+    dict(sm.params.fractions),
+    sm.params.seed,
+    sm.output.splits,
+    sm.output.summary,
 )

@@ -15,6 +15,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
 from cxr import download
 from cxr.download import extract_archive, fetch_git, fetch_url
 from cxr.errors import DownloadError

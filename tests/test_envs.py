@@ -52,7 +52,9 @@ def test_env_files_pin_what_requirements_pin():
         assert found, f"{path.name} pins nothing"
         for name, version in found.items():
             assert name in reqs, f"{path.name}: {name} is not in requirements.txt"
-            assert reqs[name] == version, f"{path.name}: {name}=={version}, requirements {reqs[name]}"
+            assert reqs[name] == version, (
+                f"{path.name}: {name}=={version}, requirements {reqs[name]}"
+            )
 
 
 def test_env_python_matches_ci_python():

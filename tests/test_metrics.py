@@ -6,6 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import f1_score, roc_auc_score
+
 from cxr import metrics
 from cxr.metrics import (
     binary_metrics,
@@ -15,8 +18,6 @@ from cxr.metrics import (
     proportion,
     roc_points,
 )
-from sklearn.calibration import calibration_curve
-from sklearn.metrics import f1_score, roc_auc_score
 
 # y=[0,0,1,1], p=[0.1,0.6,0.4,0.9], threshold 0.5: predictions [0,1,0,1] -> one of each cell.
 # AUC: of the 4 (positive, negative) pairs only (0.4 vs 0.6) is misordered -> 3/4.

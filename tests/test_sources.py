@@ -41,9 +41,17 @@ def test_march_2020_layout(tmp_path):
     (tmp_path / "images" / "orphan.png").write_bytes(b"x")
     records = load_source("covid", {"kind": "ieee8023", "root": str(tmp_path), "label": "covid"})
     assert list(records.columns) == RECORD_COLUMNS
-    assert records["record"].tolist() == ["metadata.csv:line 2", "metadata.csv:line 4", "images/orphan.png"]
+    assert records["record"].tolist() == [
+        "metadata.csv:line 2",
+        "metadata.csv:line 4",
+        "images/orphan.png",
+    ]
     first = records.iloc[0]
-    assert (first["patient"], first["file"], first["url"]) == ("covid:2", "images/a.jpeg", "https://x")
+    assert (first["patient"], first["file"], first["url"]) == (
+        "covid:2",
+        "images/a.jpeg",
+        "https://x",
+    )
     assert first["notes"] == "notes, with\nnewline"
     assert records.iloc[1]["modality"] == "CT"
     assert records.iloc[2]["pre_exclusion"] == "no metadata row"

@@ -11,6 +11,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
 from cxr import weights
 from cxr.errors import ConfigError, DataError
 from cxr.weights import NOTOP_WEIGHTS, fetch_weights, verify_weights, weights_path

@@ -82,3 +82,31 @@ def curation_flow(flow: dict, path: str | Path) -> None:
         ax.set_ylabel("")
     fig.tight_layout()
     _save(fig, path)
+
+
+def image_grid(
+    images, labels, groups, path: str | Path, *, title: str, per_class: int = 4
+) -> None:
+    """A few images per class (first images of distinct patients), grayscale."""
+    import numpy as np
+
+    classes = sorted(set(int(v) for v in labels))
+    fig, axes = plt.subplots(
+        len(classes), per_class, figsize=(1.8 * per_class, 1.9 * len(classes)), squeeze=False
+    )
+    for row, label in enumerate(classes):
+        seen, picks = set(), []
+        for i in np.flatnonzero(np.asarray(labels) == label):
+            if groups[i] not in seen:
+                seen.add(groups[i])
+                picks.append(i)
+            if len(picks) == per_class:
+                break
+        for col in range(per_class):
+            ax = axes[row][col]
+            ax.axis("off")
+            if col < len(picks):
+                ax.imshow(np.squeeze(images[picks[col]]), cmap="gray", vmin=0, vmax=255)
+                ax.set_title(f"y={label}", fontsize="small")
+    fig.suptitle(title)
+    _save(fig, path)

@@ -6,6 +6,7 @@ call `verify_weights` and pass the file to `keras.applications.<Arch>(weights=pa
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from cxr.download import fetch_url
@@ -133,3 +134,16 @@ def verify_weights(path: Path) -> Path:
             f"says {expected}. Delete {path} and {refetch}"
         )
     return path
+
+
+def install_weights(arch: str, dest: Path, *, base_url: str | None = None) -> Path:
+    """Fetch `arch`'s weights and place them at `dest` (the workflow's per-architecture name)
+    with a `dest.sha256` sidecar that `verify_weights` checks on offline compute nodes."""
+    fetched = fetch_weights(arch, dest.parent / "download", base_url=base_url)
+    sidecar = Path(f"{fetched}.sha256")
+    digest = sidecar.read_text().split()[0]
+    os.replace(fetched, dest)
+    sidecar.unlink()
+    with atomic_open(Path(f"{dest}.sha256"), "w", encoding="utf-8") as handle:
+        handle.write(f"{digest}  {dest.name}\n")
+    return dest

@@ -1,0 +1,55 @@
+rule probe_borders:
+    input:
+        manifest="results/shards/manifest.json",
+        weights=lambda wildcards: (
+            [f"resources/weights/{AUDIT_ARCHITECTURE}.h5"] if USE_IMAGENET else []
+        ),
+    output:
+        probe="results/audit/border_probe.json",
+        examples=report(
+            "results/audit/border_examples.png",
+            caption="../report/captions/border_examples.rst",
+            category="Audit",
+        ),
+    params:
+        architecture=AUDIT_ARCHITECTURE,
+        training=config["training"],
+        audit=config["audit"],
+        seed=config["seed"],
+        n_boot=config["evaluation"]["bootstrap"],
+    threads: config["training"]["threads"]
+    resources:
+        mem_mb=config["training"]["mem_mb"],
+    log:
+        "logs/probe_borders.log",
+    benchmark:
+        "benchmarks/probe_borders.tsv"
+    conda:
+        "../envs/tf.yaml"
+    script:
+        "../scripts/probe_borders.py"
+
+
+rule audit_leakage:
+    input:
+        images="results/curated/images.csv",
+        exclusions="results/curated/exclusions.csv",
+        splits="results/splits/splits.csv",
+        split_summary="results/splits/summary.json",
+        border_probe="results/audit/border_probe.json",
+    output:
+        audit="results/audit/leakage.json",
+        features="results/audit/trivial_features.csv",
+    params:
+        audit=config["audit"],
+        seed=config["seed"],
+        n_boot=config["evaluation"]["bootstrap"],
+        max_pixels=config["curation"]["max_pixels"],
+    log:
+        "logs/audit_leakage.log",
+    benchmark:
+        "benchmarks/audit_leakage.tsv"
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/audit_leakage.py"

@@ -1,0 +1,36 @@
+"""Entry point of rule audit_leakage."""
+
+import pandas as pd
+
+from cxr.audit import audit_leakage
+from cxr.io import read_json, write_csv, write_json
+from cxr.logs import run_logged
+
+
+def main(inputs, outputs, settings, seed, n_boot, max_pixels) -> None:
+    audit, features = audit_leakage(
+        pd.read_csv(inputs.images, keep_default_na=False),
+        pd.read_csv(inputs.exclusions, keep_default_na=False),
+        pd.read_csv(inputs.splits, keep_default_na=False),
+        read_json(inputs.split_summary),
+        read_json(inputs.border_probe),
+        settings=settings,
+        seed=seed,
+        n_boot=n_boot,
+        max_pixels=max_pixels,
+    )
+    write_json(outputs.audit, audit)
+    write_csv(outputs.features, features)
+
+
+sm = snakemake  # noqa: F821
+run_logged(
+    sm.log[0],
+    main,
+    sm.input,
+    sm.output,
+    dict(sm.params.audit),
+    sm.params.seed,
+    sm.params.n_boot,
+    sm.params.max_pixels,
+)

@@ -1,0 +1,535 @@
+"""A small synthetic data set laid out exactly like the real sources, generated from a seed.
+
+Three folders mirror `../shared/data`: `covid-chestxray-dataset/` (ieee8023 metadata.csv of
+March 2020 + images/), `kermany-normal/` (healthy, Kermany names) and `nih-nofinding/` (healthy
+adults, NIH names). Disease images carry bright opacities inside the lungs (`signal`). Each healthy
+image takes, with probability `confound`, a source style that carries no pathology: an "R" marker
+of amplitude `confound` in the top-left corner, larger size, grayscale JPEG; this is the positive
+control of the leakage audit. With `confound=0` both classes share one distribution of
+size, format, mode and border content (the negative control); healthy files then keep their
+`.jpeg` names even when the drawn format is PNG, so that file names never separate the classes.
+The planted faults of the real snapshot (missing file, truncated file, duplicate image under two
+patient ids, HTML in a note, a space in a name) are listed in the returned summary.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from cxr.errors import ConfigError, DataError
+from cxr.io import atomic_open
+
+# Column names of ieee8023/covid-chestxray-dataset at 2020-03-18, including the leading space of
+# " url" and the unnamed trailing column that makes every line end with a comma.
+METADATA_COLUMNS = [
+    "Patientid", "offset", "sex", "age", "finding", "survival", "view", "modality", "date",
+    "location", "filename", "doi", " url", "license", "clinical notes", "other notes", "",
+]  # fmt: skip
+DISEASE_DIR = "covid-chestxray-dataset"
+HEALTHY_DIR = "kermany-normal"
+EXTERNAL_DIR = "nih-nofinding"
+SCRIPT_NOTE = "<script>alert(1)</script>"
+BORDER = 0.125  # outer strip (fraction of each side) that holds no lung content
+
+# The letter "R" as a 5x7 bitmap: the source marker burnt into the healthy images.
+_R_GLYPH = np.array(
+    [
+        [1, 1, 1, 1, 0],
+        [1, 0, 0, 0, 1],
+        [1, 0, 0, 0, 1],
+        [1, 1, 1, 1, 0],
+        [1, 0, 1, 0, 0],
+        [1, 0, 0, 1, 0],
+        [1, 0, 0, 0, 1],
+    ],
+    dtype=np.float64,
+)
+_OTHER_FINDINGS = [("SARS", 2), ("SARS", 2), ("Streptococcus", 2), ("ARDS", 1)]
+_LOCATIONS = [
+    "",
+    "",
+    "Changhua Christian Hospital, Changhua City, Taiwan",
+    "Myongji Hospital, Goyang, Korea",
+    "Laniado Hospital, Netanya, Israel",
+]
+_LICENSES = ["", "", "CC BY", "CC BY-NC-SA", "Apache 2.0"]
+_DATES = ["2020", "2020", "Mar 4, 2020", "March 10, 2020", "February 6, 2020"]
+_NOTES = [
+    "",
+    "",
+    "diffuse infiltrates in the bilateral lower lungs",
+    "Bilateral patchy opacities, more extensive in the left lung.",
+    'Ground-glass opacities; "crazy paving" pattern in the lower lobes',
+]
+
+
+@dataclass(frozen=True)
+class _Style:
+    """How one image is sized and saved."""
+
+    width: int
+    height: int
+    fmt: str  # "JPEG" or "PNG"
+    mode: str  # "L", "RGB", "RGBA", "I;16" or "P"
+    quality: int
+    marker: float  # amplitude of the corner marker, 0 = none
+
+
+def _shared_style(rng: np.random.Generator, image_size: int) -> _Style:
+    """The disease-source distribution (also the healthy one when unconfounded)."""
+    width = round(image_size * rng.uniform(0.85, 1.2))
+    height = round(width * rng.uniform(0.85, 1.15))
+    fmt = "PNG" if rng.random() < 0.3 else "JPEG"
+    mode = "RGB" if rng.random() < 0.25 else "L"
+    return _Style(width, height, fmt, mode, int(rng.integers(80, 96)), 0.0)
+
+
+def _kermany_style(rng: np.random.Generator, image_size: int, marker: float) -> _Style:
+    """The confounded healthy style: larger grayscale JPEG."""
+    width = round(1.5 * image_size * rng.uniform(0.95, 1.08))
+    height = round(width * rng.uniform(0.8, 0.95))
+    return _Style(width, height, "JPEG", "L", 92, marker)
+
+
+def _soft_ellipse(xx, yy, cx, cy, ax, ay, edge=0.06) -> np.ndarray:
+    radius = np.sqrt(((xx - cx) / ax) ** 2 + ((yy - cy) / ay) ** 2)
+    return 1.0 / (1.0 + np.exp((radius - 1.0) / edge))
+
+
+def render_chest(
+    rng: np.random.Generator,
+    width: int,
+    height: int,
+    *,
+    signal: float = 0.0,
+    marker: float = 0.0,
+    ct: bool = False,
+) -> np.ndarray:
+    """Draw one chest-like 8-bit grayscale picture: dark lungs on a bright body, opacities in the
+    lungs scaled by `signal`, an "R" marker in the top-left corner scaled by `marker`."""
+    # Geometry in [0, 1] coordinates so that every size shows the same anatomy; lungs stay inside
+    # [BORDER, 1 - BORDER] for every jitter (checked by the tests).
+    xx, yy = np.meshgrid((np.arange(width) + 0.5) / width, (np.arange(height) + 0.5) / height)
+    jx, jy = rng.uniform(-0.02, 0.02, size=2)
+    background = rng.uniform(0.02, 0.12)
+    body_level = rng.uniform(0.55, 0.7)
+    if ct:
+        body = _soft_ellipse(xx, yy, 0.5 + jx, 0.5 + jy, 0.46, 0.36, 0.03)
+        lung_axes = (rng.uniform(0.11, 0.14), rng.uniform(0.16, 0.2))
+        lung_cy = 0.5 + jy
+    else:
+        body = _soft_ellipse(xx, yy, 0.5 + jx, 0.55 + jy, rng.uniform(0.4, 0.47), 0.56, 0.03)
+        lung_axes = (rng.uniform(0.09, 0.12), rng.uniform(0.21, 0.25))
+        lung_cy = 0.5 + jy + rng.uniform(-0.02, 0.02)
+    spread = rng.uniform(0.15, 0.19)
+    lung_centres = [(0.5 + jx - spread, lung_cy), (0.5 + jx + spread, lung_cy)]
+    lungs = sum(_soft_ellipse(xx, yy, cx, cy, *lung_axes) for cx, cy in lung_centres)
+    heart = _soft_ellipse(xx, yy, 0.55 + jx, lung_cy + 0.1, 0.09, 0.12, 0.1)
+    lungs = np.clip(lungs, 0.0, 1.0) * (1.0 - 0.7 * heart)
+    image = background + (body_level - background) * body
+    image -= rng.uniform(0.3, 0.45) * lungs
+    if not ct:  # faint ribs give the lungs a texture of their own
+        phase, freq = rng.uniform(0, 2 * np.pi), rng.uniform(7.0, 9.0)
+        ribs = np.sin(2 * np.pi * freq * (yy + 0.4 * (xx - 0.5 - jx) ** 2) + phase)
+        image += rng.uniform(0.02, 0.05) * ribs * lungs
+    # Own streams for the opacities and the marker: with the same `rng`, images that differ in
+    # `signal` or `marker` share everything else (anatomy, gain, noise).
+    blob_rng = np.random.default_rng(rng.integers(2**63))
+    marker_corner = rng.uniform(0.01, 0.025, size=2)
+    if signal > 0:
+        blobs = np.zeros_like(image)
+        for _ in range(int(blob_rng.integers(3, 7))):
+            cx, cy = lung_centres[int(blob_rng.integers(2))]
+            angle, radius = blob_rng.uniform(0, 2 * np.pi), 0.75 * np.sqrt(blob_rng.random())
+            bx = cx + radius * lung_axes[0] * np.cos(angle)
+            by = cy + radius * lung_axes[1] * np.sin(angle)
+            sigma = blob_rng.uniform(0.03, 0.055)
+            amplitude = blob_rng.uniform(0.18, 0.3)
+            blobs += amplitude * np.exp(-((xx - bx) ** 2 + (yy - by) ** 2) / (2 * sigma**2))
+        blobs *= signal * lungs
+        # Darken the lungs by what the opacities add, so the lungs' mean (hence the image's)
+        # stays that of a healthy image: the signal is local texture, not a brightness shift.
+        plain_std = image.std()
+        image += blobs - lungs * blobs.sum() / (lungs * lungs).sum()
+        # Same for the spread: rescale about the (unchanged) mean to the healthy image's std.
+        image = image.mean() + (image - image.mean()) * plain_std / image.std()
+    # Per-image gain and offset dwarf what the local opacities add to the global mean and std.
+    image = rng.uniform(-0.08, 0.08) + rng.uniform(0.8, 1.2) * image
+    if marker > 0:
+        # A bright label block with a dark "R" burnt in, as radiology departments stamp side
+        # markers: large enough that a random-weight CNN can see it at 64 px.
+        block = _block_mask(marker_corner, xx, yy)
+        image = image * (1.0 - marker * block) + marker * 0.95 * block
+        glyph = _glyph_mask(marker_corner + 0.015, xx, yy)
+        image = image * (1.0 - marker * glyph) + marker * 0.1 * glyph
+    image += rng.normal(0.0, rng.uniform(0.01, 0.03), size=image.shape)
+    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _block_mask(corner: np.ndarray, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
+    """A square label of 9% of each side whose top-left corner is `corner` (inside the 12.5%
+    border strip, never on the lungs)."""
+    x0, y0 = corner
+    inside = (xx >= x0) & (xx < x0 + 0.09) & (yy >= y0) & (yy < y0 + 0.09)
+    return inside.astype(np.float64)
+
+
+def _glyph_mask(corner: np.ndarray, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
+    """The "R" glyph, nearest-neighbour scaled into the top-left 10% corner."""
+    x0, y0 = corner
+    size_x, size_y = 0.06, 0.075
+    col = np.floor((xx - x0) / size_x * _R_GLYPH.shape[1]).astype(int)
+    row = np.floor((yy - y0) / size_y * _R_GLYPH.shape[0]).astype(int)
+    inside = (col >= 0) & (col < _R_GLYPH.shape[1]) & (row >= 0) & (row < _R_GLYPH.shape[0])
+    mask = np.zeros_like(xx)
+    mask[inside] = _R_GLYPH[row[inside], col[inside]]
+    return mask
+
+
+def _encode(pixels: np.ndarray, style: _Style) -> bytes:
+    """Save in the style's format and mode, with no metadata, so the bytes depend on pixels only."""
+    if style.mode == "L":
+        img = Image.fromarray(pixels)
+    elif style.mode == "RGB":
+        img = Image.fromarray(np.stack([pixels] * 3, axis=-1))
+    elif style.mode == "RGBA":
+        alpha = np.full_like(pixels, 255)  # opaque: content identical to the grayscale picture
+        img = Image.fromarray(np.stack([pixels] * 3 + [alpha], axis=-1))
+    elif style.mode == "I;16":
+        img = Image.fromarray(pixels.astype(np.uint16) * 257)
+    elif style.mode == "P":
+        img = Image.frombytes("P", (pixels.shape[1], pixels.shape[0]), pixels.tobytes())
+        img.putpalette([level for value in range(256) for level in (value, value, value)])
+    else:
+        raise ValueError(f"unknown image mode {style.mode!r}")
+    buffer = io.BytesIO()
+    if style.fmt == "JPEG":
+        img.save(buffer, format="JPEG", quality=style.quality)
+    else:
+        img.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _image_rng(seed: int, stream: int, index: int) -> np.random.Generator:
+    # One stream per image: an image's pixels do not depend on how many images came before it.
+    return np.random.default_rng([seed, stream, index])
+
+
+def _check_args(
+    out_dir: Path, seed: int, n_disease: int, n_healthy: int, n_external: int, size: int,
+    confound: float, signal: float,
+) -> None:  # fmt: skip
+    if seed < 0:
+        raise ConfigError(f"seed={seed}: must be >= 0")
+    if n_disease < 10:
+        raise ConfigError(f"n_disease_patients={n_disease}: need at least 10 to plant the faults")
+    if n_healthy < 6 or n_external < 1:
+        raise ConfigError(
+            f"n_healthy_patients={n_healthy}, n_external_patients={n_external}: "
+            "need at least 6 healthy and 1 external patient"
+        )
+    if size < 32:
+        raise ConfigError(f"image_size={size}: use at least 32 pixels")
+    if not 0.0 <= confound <= 1.0:
+        raise ConfigError(f"confound={confound}: must lie in [0, 1]")
+    if signal < 0:
+        raise ConfigError(f"signal={signal}: must be >= 0")
+    for name in (DISEASE_DIR, HEALTHY_DIR, EXTERNAL_DIR):
+        target = out_dir / name
+        if target.exists() and any(target.iterdir()):
+            raise DataError(
+                f"{target} exists and is not empty: remove it or choose another out_dir"
+            )
+
+
+def _hex_name(rng: np.random.Generator) -> str:
+    """A GUID-like name, as many web images in the real collection have."""
+    return "-".join("".join(rng.choice(list("0123456789ABCDEF"), size=n)) for n in (8, 4, 4, 4, 12))
+
+
+def _disease_plan(rng: np.random.Generator, n_patients: int, image_size: int) -> list[dict]:
+    """Metadata rows (dicts keyed by column) of the disease source; '_'-prefixed keys say how to
+    draw and name each image."""
+    patients = [("COVID-19", int(rng.integers(1, 4))) for _ in range(n_patients)]
+    patients += _OTHER_FINDINGS
+    order = rng.permutation(len(patients))
+    rows: list[dict] = []
+    for pid, index in enumerate(order, start=1):
+        finding, n_images = patients[index]
+        sex = str(rng.choice(["M", "M", "F", "F", ""]))
+        age = "" if rng.random() < 0.1 else str(int(rng.integers(25, 86)))
+        survival = str(rng.choice(["Y", "Y", "N", ""]))
+        location = str(rng.choice(_LOCATIONS))
+        doi = "" if rng.random() < 0.3 else f"10.5555/synthetic.{pid:03d}"
+        url = f"https://example.org/synthetic/case-{pid}"
+        license_ = str(rng.choice(_LICENSES))
+        offsets = np.sort(rng.choice(np.arange(0, 15), size=n_images, replace=False))
+        for k in range(n_images):
+            row = {
+                "Patientid": str(pid), "offset": str(int(offsets[k])), "sex": sex, "age": age,
+                "finding": finding, "survival": survival, "view": "PA", "modality": "X-ray",
+                "date": "2020", "location": location, "filename": "", "doi": doi, " url": url,
+                "license": license_, "clinical notes": str(rng.choice(_NOTES)),
+                "other notes": "", "": "", "_k": k, "_ct": False,
+            }  # fmt: skip
+            if finding == "COVID-19":
+                views = ["PA"] * 6 + ["AP", "AP", "AP Supine"] + (["L"] if k else [])
+                row["view"] = str(rng.choice(views))
+                row["date"] = str(rng.choice(_DATES))
+                letter = "abc"[k]
+                style = int(rng.integers(4))
+                if style == 0:
+                    stem = f"covid-19-pneumonia-{pid}-{letter}"
+                elif style == 1:
+                    stem = f"nejmc20{pid:05d}_f1{letter}"
+                elif style == 2:
+                    stem = _hex_name(rng)
+                else:
+                    stem = f"lancet-case{pid}{letter}"
+            else:
+                row["date"] = "2004" if finding == "SARS" else "2017"
+                row["survival"] = ""
+                stem = f"{finding}-synthetic-{pid}-Fig{k + 1}-day{int(offsets[k])}"
+            row["_stem"] = stem
+            row["_style"] = _shared_style(rng, image_size)
+            if n_images == 1 and rng.random() < 0.3:
+                row["offset"] = ""
+            rows.append(row)
+    # A few CT slices attached to COVID-19 patients: a modality curation must exclude.
+    covid_first = [r for r in rows if r["finding"] == "COVID-19" and r["_k"] == 0]
+    for i, source in enumerate(covid_first[-3:]):
+        ct_row = dict(source, view="Axial", modality="CT", _ct=True, _k=9)
+        ct_row["_stem"] = f"synthetic-ct-{source['Patientid']}-g00{i + 1}-l"
+        ct_row["_style"] = _shared_style(rng, image_size)
+        ct_row["clinical notes"] = "Ground-glass opacities in both lower lobes on CT"
+        rows.insert(rows.index(source) + 1, ct_row)
+    return rows
+
+
+def _plant_disease_faults(rng: np.random.Generator, rows: list[dict]) -> None:
+    """Mark the planted faults on COVID-19 PA X-ray rows of six different patients."""
+    firsts = [r for r in rows if r["finding"] == "COVID-19" and r["_k"] == 0]
+    chosen = [firsts[i] for i in rng.choice(len(firsts), size=10, replace=False)]
+    missing, corrupt, dup_source, dup_owner, script, spaced = chosen[:6]
+    for row in chosen[:6]:
+        row["view"] = "PA"
+    missing["_fault"] = "missing"
+    missing["_stem"] = f"covid-19-pneumonia-{missing['Patientid']}-PA"
+    corrupt["_fault"] = "corrupt"
+    script["clinical notes"] = f"Bilateral opacities, see report. {SCRIPT_NOTE}"
+    spaced["_stem"] = f"covid pneumonia case {spaced['Patientid']}"
+    # The same picture published again under another patient id (the nasty real-world case).
+    copy = dict(dup_owner, offset="", _k=8, _fault="duplicate")
+    copy["view"] = "PA"
+    copy["_stem"] = _hex_name(rng)
+    copy["_style"] = dup_source["_style"]
+    copy["_duplicate_of"] = dup_source
+    rows.insert(rows.index(dup_owner) + 1, copy)
+    # Unusual modes that the image loader must handle; forced to PNG, which alone can hold them.
+    for row, mode in zip(chosen[6:9], ["RGBA", "I;16", "P"], strict=True):
+        style = row["_style"]
+        row["_style"] = _Style(style.width, style.height, "PNG", mode, style.quality, 0.0)
+
+
+def _extension(style: _Style, rng: np.random.Generator) -> str:
+    return ".png" if style.fmt == "PNG" else str(rng.choice([".jpeg", ".jpg"]))
+
+
+def _write_disease(root: Path, rows: list[dict], seed: int, signal: float) -> dict:
+    """Write images/ and metadata.csv; return the planted faults by file name."""
+    images = root / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    name_rng = np.random.default_rng([seed, 99])
+    faults: dict = {}
+    written: dict[int, bytes] = {}
+    # Copies last, so that the picture they copy has been drawn.
+    order = sorted(range(len(rows)), key=lambda i: rows[i].get("_fault") == "duplicate")
+    for index in order:
+        row = rows[index]
+        style = row["_style"]
+        row["filename"] = row["_stem"] + _extension(style, name_rng)
+        fault = row.get("_fault")
+        if fault == "missing":
+            faults["missing_file"] = row["filename"]
+            continue
+        if fault == "duplicate":
+            source = row["_duplicate_of"]
+            row["filename"] = row["_stem"] + Path(source["filename"]).suffix
+            data = written[id(source)]
+            faults["duplicate_pair"] = [source["filename"], row["filename"]]
+        else:
+            rng = _image_rng(seed, 1, index)
+            pixels = render_chest(
+                rng, style.width, style.height, signal=signal, marker=style.marker, ct=row["_ct"]
+            )
+            data = _encode(pixels, style)
+            written[id(row)] = data
+        if fault == "corrupt":
+            data = data[: len(data) // 2]  # truncated download: header decodes, pixels do not
+            faults["corrupt_file"] = row["filename"]
+        if SCRIPT_NOTE in row["clinical notes"]:
+            faults["script_note_file"] = row["filename"]
+        if " " in row["filename"]:
+            faults["space_in_name_file"] = row["filename"]
+        if style.mode in ("RGBA", "I;16", "P"):
+            faults.setdefault("unusual_modes", {})[style.mode] = row["filename"]
+        (images / row["filename"]).write_bytes(data)
+    names = [r["filename"] for r in rows]
+    if len(set(names)) != len(names):
+        raise AssertionError("synthetic disease file names collide")  # a bug here, not user data
+    with atomic_open(root / "metadata.csv", "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(METADATA_COLUMNS)
+        for row in rows:
+            writer.writerow([row[c] for c in METADATA_COLUMNS])
+    return faults
+
+
+def _healthy_plan(rng: np.random.Generator, n_patients: int) -> list[tuple[str, str]]:
+    """(patient key, file name) pairs in Kermany's naming, including its odd forms."""
+    numbers = np.sort(rng.choice(np.arange(1, 1500), size=n_patients, replace=False))
+    files: list[tuple[str, str]] = []
+    for i, number in enumerate(numbers):
+        key = f"IM-{number:04d}"
+        prefix = "NORMAL2-" if number > 380 and rng.random() < 0.5 else ""
+        if i == 1:  # one patient under both prefixes, as IM-0539 in the real set
+            files += [(key, f"{key}-0001.jpeg"), (key, f"NORMAL2-{key}-0001.jpeg")]
+        elif i == 2:
+            files.append((key, f"{prefix}{key}-0001-0001.jpeg"))
+        elif rng.random() < 0.25:
+            files += [(key, f"{prefix}{key}-0001.jpeg"), (key, f"{prefix}{key}-0002.jpeg")]
+        else:
+            files.append((key, f"{prefix}{key}-0001.jpeg"))
+    return files
+
+
+def _write_healthy(
+    root: Path, files: list[tuple[str, str]], seed: int, image_size: int, confound: float
+) -> tuple[dict, int]:
+    """Write the Kermany-style images; each is in the confounded style with chance `confound`.
+    Returns the planted faults and how many images carry the confound."""
+    root.mkdir(parents=True, exist_ok=True)
+    style_rng = np.random.default_rng([seed, 2])
+    confounded = style_rng.random(len(files)) < confound
+    styles = [
+        _kermany_style(style_rng, image_size, confound)
+        if flag
+        else _shared_style(style_rng, image_size)
+        for flag in confounded
+    ]
+    # Unconfounded images get the disease source's unusual modes too, so modes never separate.
+    plain = np.flatnonzero(~confounded)
+    modes: dict[str, str] = {}
+    picks = style_rng.choice(plain, size=min(3, len(plain)), replace=False)
+    for index, mode in zip(picks, ["RGBA", "I;16", "P"], strict=False):
+        old = styles[index]
+        styles[index] = _Style(old.width, old.height, "PNG", mode, old.quality, 0.0)
+        modes[mode] = files[index][1]
+    for index, ((_key, name), style) in enumerate(zip(files, styles, strict=True)):
+        rng = _image_rng(seed, 2, index)
+        pixels = render_chest(rng, style.width, style.height, marker=style.marker)
+        (root / name).write_bytes(_encode(pixels, style))
+    # A byte-identical copy saved under another name, as `IM-0019-0001 (1).jpeg` in the real set.
+    original = next(name for _key, name in files if re.fullmatch(r"IM-\d{4}-0001\.jpeg", name))
+    copy = original.removesuffix(".jpeg") + " (1).jpeg"
+    (root / copy).write_bytes((root / original).read_bytes())
+    result: dict = {"duplicate_pair": [original, copy]}
+    if modes:
+        result["unusual_modes"] = modes
+    return result, int(confounded.sum())
+
+
+def _external_plan(rng: np.random.Generator, n_patients: int) -> list[tuple[str, str]]:
+    """(patient id, file name) pairs in NIH's PPPPPPPP_FFF.png naming."""
+    ids = np.sort(rng.choice(np.arange(1000, 30000), size=n_patients, replace=False))
+    files = []
+    for pid in ids:
+        n_files = int(rng.choice([1, 1, 2, 2, 3]))
+        for follow_up in np.sort(rng.choice(np.arange(0, 25), size=n_files, replace=False)):
+            files.append((f"{pid:08d}", f"{pid:08d}_{follow_up:03d}.png"))
+    return files
+
+
+def generate_synthetic(
+    out_dir: Path,
+    *,
+    seed: int,
+    n_disease_patients: int = 30,
+    n_healthy_patients: int = 45,
+    n_external_patients: int = 12,
+    image_size: int = 128,
+    confound: float = 1.0,
+    signal: float = 1.0,
+) -> dict:
+    """Write the three synthetic sources under `out_dir`; return a JSON-safe summary of counts
+    and planted faults. Same arguments give byte-identical files."""
+    out_dir = Path(out_dir)
+    _check_args(
+        out_dir, seed, n_disease_patients, n_healthy_patients, n_external_patients, image_size,
+        confound, signal,
+    )  # fmt: skip
+    plan_rng = np.random.default_rng([seed, 0])
+
+    rows = _disease_plan(plan_rng, n_disease_patients, image_size)
+    _plant_disease_faults(plan_rng, rows)
+    disease_faults = _write_disease(out_dir / DISEASE_DIR, rows, seed, signal)
+
+    healthy_files = _healthy_plan(plan_rng, n_healthy_patients)
+    healthy_faults, n_confounded = _write_healthy(
+        out_dir / HEALTHY_DIR, healthy_files, seed, image_size, confound
+    )
+
+    external_files = _external_plan(plan_rng, n_external_patients)
+    external = out_dir / EXTERNAL_DIR
+    external.mkdir(parents=True, exist_ok=True)
+    for index, (_pid, name) in enumerate(external_files):
+        style = _shared_style(_image_rng(seed, 4, index), image_size)
+        # NIH ships 8-bit grayscale PNG; size follows the disease source, no marker, no signal.
+        style = _Style(style.width, style.height, "PNG", "L", style.quality, 0.0)
+        pixels = render_chest(_image_rng(seed, 3, index), style.width, style.height)
+        (external / name).write_bytes(_encode(pixels, style))
+
+    def counts(values) -> dict[str, int]:
+        keys, n = np.unique(np.asarray(values, dtype=str), return_counts=True)
+        return {str(k): int(c) for k, c in zip(keys, n, strict=True)}
+
+    return {
+        "parameters": {
+            "seed": int(seed),
+            "n_disease_patients": int(n_disease_patients),
+            "n_healthy_patients": int(n_healthy_patients),
+            "n_external_patients": int(n_external_patients),
+            "image_size": int(image_size),
+            "confound": float(confound),
+            "signal": float(signal),
+        },
+        "disease": {
+            "dir": DISEASE_DIR,
+            "rows": len(rows),
+            "files": len(rows) - 1,
+            "patients": len({r["Patientid"] for r in rows}),
+            "rows_by_finding": counts([r["finding"] for r in rows]),
+            "rows_by_view": counts([r["view"] for r in rows]),
+            "rows_by_modality": counts([r["modality"] for r in rows]),
+            "faults": disease_faults,
+        },
+        "healthy": {
+            "dir": HEALTHY_DIR,
+            "files": len(healthy_files) + 1,
+            "patients": len({key for key, _ in healthy_files}),
+            "confounded_files": n_confounded,
+            "faults": healthy_faults,
+        },
+        "external": {
+            "dir": EXTERNAL_DIR,
+            "files": len(external_files),
+            "patients": len({pid for pid, _ in external_files}),
+        },
+    }

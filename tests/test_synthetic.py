@@ -1,0 +1,264 @@
+"""The synthetic data set: real layout, planted faults, determinism, and the source confound as a
+positive/negative control for the leakage audit."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from cxr.errors import ConfigError, DataError
+from cxr.images import to_grayscale_array
+from cxr.synthetic import BORDER, generate_synthetic, render_chest
+
+# First line of metadata.csv in ieee8023/covid-chestxray-dataset at 2020-03-18.
+REAL_HEADER = (
+    "Patientid,offset,sex,age,finding,survival,view,modality,date,location,filename,doi, url,"
+    "license,clinical notes,other notes,"
+)
+KERMANY_NAME = re.compile(r"(NORMAL2-)?(IM-\d{4})-\d{4}(-\d{4})?( \(1\))?\.jpeg")
+NIH_NAME = re.compile(r"(\d{8})_\d{3}\.png")
+
+
+@pytest.fixture(scope="module")
+def generate(tmp_path_factory):
+    """Generate once per argument set and module; returns (root, summary)."""
+    cache: dict = {}
+
+    def make(**kwargs):
+        key = tuple(sorted(kwargs.items()))
+        if key not in cache:
+            root = tmp_path_factory.mktemp("synthetic")
+            cache[key] = (root, generate_synthetic(root, **kwargs))
+        return cache[key]
+
+    return make
+
+
+def read_rows(root: Path) -> list[dict]:
+    with open(root / "covid-chestxray-dataset" / "metadata.csv", newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def decodes(path: Path) -> bool:
+    try:
+        with Image.open(path) as img:
+            img.load()
+    except OSError:
+        return False
+    return True
+
+
+def test_layout_matches_the_real_sources(generate):
+    root, summary = generate(seed=0)
+    disease = root / "covid-chestxray-dataset"
+    lines = (disease / "metadata.csv").read_text(encoding="utf-8").splitlines()
+    assert lines[0] == REAL_HEADER
+    rows = read_rows(root)
+    assert all(line.endswith(",") for line in lines[1:])
+    assert all(row[""] == "" for row in rows)  # the unnamed trailing column stays empty
+    assert len(rows) == summary["disease"]["rows"]
+    assert len(list((disease / "images").iterdir())) == summary["disease"]["files"] == len(rows) - 1
+    assert {r["finding"] for r in rows} == {"COVID-19", "SARS", "Streptococcus", "ARDS"}
+    covid_views = {
+        r["view"] for r in rows if r["finding"] == "COVID-19" and r["modality"] == "X-ray"
+    }
+    assert covid_views == {"PA", "AP", "AP Supine", "L"}
+    assert all(r["view"] == "Axial" for r in rows if r["modality"] == "CT")
+    assert 1 <= summary["disease"]["rows_by_modality"]["CT"] <= 5
+    assert all(r["view"] == "PA" for r in rows if r["finding"] != "COVID-19")
+    per_patient = np.unique(
+        [r["Patientid"] for r in rows if r["modality"] == "X-ray"], return_counts=True
+    )
+    assert per_patient[1].max() >= 2
+
+    healthy = sorted(p.name for p in (root / "kermany-normal").iterdir())
+    assert len(healthy) == summary["healthy"]["files"]
+    matches = [KERMANY_NAME.fullmatch(name) for name in healthy]
+    assert all(matches), [n for n, m in zip(healthy, matches, strict=True) if not m]
+    keys = [m.group(2) for m in matches if not m.group(4)]
+    assert len(set(keys)) == summary["healthy"]["patients"] == 45
+    assert any(name.startswith("NORMAL2-") for name in healthy)
+    assert max(keys.count(k) for k in keys) == 2
+
+    external = sorted(p.name for p in (root / "nih-nofinding").iterdir())
+    ids = [NIH_NAME.fullmatch(name).group(1) for name in external]
+    assert len(set(ids)) == summary["external"]["patients"] == 12
+    assert max(ids.count(i) for i in ids) >= 2
+    for name in external[:3]:
+        with Image.open(root / "nih-nofinding" / name) as img:
+            assert (img.format, img.mode) == ("PNG", "L")
+
+
+@pytest.mark.realdata
+def test_header_matches_the_real_snapshot(generate, shared_data):
+    real = shared_data / "covid-chestxray-dataset-2020-03-18" / "metadata.csv"
+    root, _ = generate(seed=0)
+    ours = root / "covid-chestxray-dataset" / "metadata.csv"
+    with open(real, encoding="utf-8") as a, open(ours, encoding="utf-8") as b:
+        assert a.readline() == b.readline() == REAL_HEADER + "\n"
+
+
+def test_planted_faults(generate):
+    root, summary = generate(seed=0)
+    faults = summary["disease"]["faults"]
+    images = root / "covid-chestxray-dataset" / "images"
+    rows = read_rows(root)
+    by_name = {r["filename"]: r for r in rows}
+
+    missing = [r["filename"] for r in rows if not (images / r["filename"]).exists()]
+    assert missing == [faults["missing_file"]]
+    undecodable = [p.name for p in sorted(images.iterdir()) if not decodes(p)]
+    assert undecodable == [faults["corrupt_file"]]
+    corrupt = by_name[faults["corrupt_file"]]
+    assert (corrupt["finding"], corrupt["view"], corrupt["modality"]) == ("COVID-19", "PA", "X-ray")
+
+    digests: dict[str, list[str]] = {}
+    for path in sorted(images.iterdir()):
+        digests.setdefault(hashlib.sha256(path.read_bytes()).hexdigest(), []).append(path.name)
+    assert [sorted(names) for names in digests.values() if len(names) > 1] == [
+        sorted(faults["duplicate_pair"])
+    ]
+    first, second = (by_name[name] for name in faults["duplicate_pair"])
+    assert first["Patientid"] != second["Patientid"]
+    for row in (first, second):
+        assert (row["finding"], row["view"], row["modality"]) == ("COVID-19", "PA", "X-ray")
+
+    scripted = [r["filename"] for r in rows if "<script>alert(1)</script>" in r["clinical notes"]]
+    assert scripted == [faults["script_note_file"]]
+    spaced = [r["filename"] for r in rows if " " in r["filename"]]
+    assert spaced == [faults["space_in_name_file"]]
+    for mode, name in faults["unusual_modes"].items():
+        with Image.open(images / name) as img:
+            assert img.mode == mode
+
+    pair = summary["healthy"]["faults"]["duplicate_pair"]
+    assert pair[1] == pair[0].replace(".jpeg", " (1).jpeg")
+    healthy = root / "kermany-normal"
+    assert (healthy / pair[0]).read_bytes() == (healthy / pair[1]).read_bytes()
+
+
+def tree_digests(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_same_arguments_give_identical_bytes(generate, tmp_path):
+    root, summary = generate(seed=0)
+    again = generate_synthetic(tmp_path / "again", seed=0)
+    assert again == summary
+    assert tree_digests(tmp_path / "again") == tree_digests(root)
+    other, _ = generate(seed=1)
+    assert tree_digests(other) != tree_digests(root)
+
+
+def test_refuses_bad_arguments_and_non_empty_output(tmp_path):
+    with pytest.raises(ConfigError, match="confound"):
+        generate_synthetic(tmp_path, seed=0, confound=1.5)
+    with pytest.raises(ConfigError, match="n_disease_patients"):
+        generate_synthetic(tmp_path, seed=0, n_disease_patients=3)
+    (tmp_path / "kermany-normal").mkdir()
+    (tmp_path / "kermany-normal" / "old.jpeg").write_bytes(b"x")
+    with pytest.raises(DataError, match="kermany-normal"):
+        generate_synthetic(tmp_path, seed=0)
+
+
+def test_signal_stays_in_the_centre_and_marker_in_the_corner():
+    for seed in range(4):
+        plain = render_chest(np.random.default_rng(seed), 150, 140).astype(int)
+        sick = render_chest(np.random.default_rng(seed), 150, 140, signal=1.0).astype(int)
+        marked = render_chest(np.random.default_rng(seed), 150, 140, marker=1.0).astype(int)
+        centre = np.zeros(plain.shape, dtype=bool)
+        centre[
+            round(140 * BORDER) : -round(140 * BORDER), round(150 * BORDER) : -round(150 * BORDER)
+        ] = True
+        corner = np.zeros(plain.shape, dtype=bool)
+        corner[: round(140 * BORDER), : round(150 * BORDER)] = True  # top-left of the strip
+        # Opacities change the centre; outside it only the std-preserving rescale (<= 2 levels).
+        assert np.abs(sick - plain)[centre].max() > 40
+        assert np.abs(sick - plain)[~centre].max() <= 2
+        assert np.abs(marked - plain)[corner].max() > 100
+        assert np.abs(marked - plain)[~corner].max() == 0
+
+
+def trivial_features(path: Path) -> list[float]:
+    """Features that carry no pathology: size, format, global and border intensity."""
+    with Image.open(path) as img:
+        is_jpeg = img.format == "JPEG"
+        img.load()
+        pixels = to_grayscale_array(img).astype(np.float64)
+    height, width = pixels.shape
+    border = np.ones(pixels.shape, dtype=bool)
+    border[
+        round(height / 8) : height - round(height / 8), round(width / 8) : width - round(width / 8)
+    ] = False
+    return [width, height, width / height, is_jpeg, pixels.mean(), pixels.std(),
+            pixels[border].mean(), pixels[border].std()]  # fmt: skip
+
+
+def lung_histogram(path: Path) -> np.ndarray:
+    """Histogram of the central region relative to the mediastinum: sees local opacities."""
+    with Image.open(path) as img:
+        img.load()
+        small = Image.fromarray(to_grayscale_array(img)).resize((64, 64), Image.BILINEAR)
+    pixels = np.asarray(small, dtype=np.float64)
+    centre = (pixels[16:48, 12:52] - np.median(pixels[16:48, 28:36])) / (pixels.std() + 1e-6)
+    return np.histogram(centre, bins=12, range=(-3, 1))[0] / centre.size
+
+
+def grouped_cv_auc(root: Path, features) -> float:
+    """Patient-grouped 5-fold CV AUC of a logistic regression, COVID-19 X-rays vs Kermany."""
+    x, y, groups = [], [], []
+    images = root / "covid-chestxray-dataset" / "images"
+    for row in read_rows(root):
+        path = images / row["filename"]
+        if row["finding"] != "COVID-19" or row["modality"] != "X-ray" or not path.exists():
+            continue
+        if decodes(path):
+            x.append(features(path))
+            y.append(1)
+            groups.append(f"covid-{row['Patientid']}")
+    for path in sorted((root / "kermany-normal").iterdir()):
+        x.append(features(path))
+        y.append(0)
+        groups.append(KERMANY_NAME.fullmatch(path.name).group(2))
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y)
+    scores = np.zeros(len(y))
+    folds = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=0)
+    for train, test in folds.split(x, y, groups):
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+        scores[test] = model.fit(x[train], y[train]).predict_proba(x[test])[:, 1]
+    return float(roc_auc_score(y, scores))
+
+
+def test_trivial_features_reveal_the_confound_only_when_planted(generate):
+    positive = [grouped_cv_auc(generate(seed=s)[0], trivial_features) for s in (0, 1)]
+    negative = [grouped_cv_auc(generate(seed=s, confound=0.0)[0], trivial_features) for s in (0, 1)]
+    confounded = generate(seed=0)[1]["healthy"]
+    assert confounded["confounded_files"] == confounded["files"] - 1  # all but the byte copy
+    assert generate(seed=0, confound=0.0)[1]["healthy"]["confounded_files"] == 0
+    assert min(positive) > 0.9, positive
+    # Chance is 0.5; two seeds averaged because ~110 images leave the AUC noisy (sd ~0.05).
+    assert np.mean(negative) < 0.7, negative
+
+
+def test_signal_is_learnable_without_the_confound(generate):
+    with_signal = [
+        grouped_cv_auc(generate(seed=s, confound=0.0)[0], lung_histogram) for s in (0, 1)
+    ]
+    without = grouped_cv_auc(generate(seed=0, confound=0.0, signal=0.0)[0], lung_histogram)
+    assert np.mean(with_signal) > 0.8, with_signal
+    assert without < 0.7, without

@@ -23,7 +23,7 @@ rule probe_borders:
     log:
         "logs/probe_borders.log",
     benchmark:
-        "benchmarks/probe_borders.tsv"
+        "results/benchmarks/probe_borders.tsv"
     conda:
         "../envs/tf.yaml"
     script:
@@ -48,7 +48,7 @@ rule audit_leakage:
     log:
         "logs/audit_leakage.log",
     benchmark:
-        "benchmarks/audit_leakage.tsv"
+        "results/benchmarks/audit_leakage.tsv"
     conda:
         "../envs/data.yaml"
     script:

@@ -41,7 +41,7 @@ rule curate_images:
     log:
         "logs/curate_images.log",
     benchmark:
-        "benchmarks/curate_images.tsv"
+        "results/benchmarks/curate_images.tsv"
     conda:
         "../envs/data.yaml"
     script:
@@ -78,7 +78,7 @@ rule write_shards:
     log:
         "logs/write_shards.log",
     benchmark:
-        "benchmarks/write_shards.tsv"
+        "results/benchmarks/write_shards.tsv"
     conda:
         "../envs/tf.yaml"
     script:

@@ -38,7 +38,7 @@ rule evaluate_model:
     log:
         "logs/evaluate_model/{arch}/seed{seed}.log",
     benchmark:
-        "benchmarks/evaluate_model/{arch}/seed{seed}.tsv"
+        "results/benchmarks/evaluate_model/{arch}/seed{seed}.tsv"
     conda:
         "../envs/tf.yaml"
     script:

@@ -32,7 +32,7 @@ rule train_model:
     log:
         "logs/train_model/{arch}/seed{seed}.log",
     benchmark:
-        "benchmarks/train_model/{arch}/seed{seed}.tsv"
+        "results/benchmarks/train_model/{arch}/seed{seed}.tsv"
     conda:
         "../envs/tf.yaml"
     script:

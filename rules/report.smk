@@ -13,6 +13,9 @@ rule render_report:
         histories=expand(
             "results/models/{arch}/seed{seed}/history.csv", arch=ARCHITECTURES, seed=SEEDS
         ),
+        train_summaries=expand(
+            "results/models/{arch}/seed{seed}/summary.json", arch=ARCHITECTURES, seed=SEEDS
+        ),
         eval_summary="results/eval/summary.json",
         audit="results/audit/leakage.json",
         border_examples="results/audit/border_examples.png",

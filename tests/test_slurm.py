@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from slurm_cluster import SlurmCluster, slurm_cluster  # noqa: F401 (the fixture)
 
 REPO = Path(__file__).resolve().parents[1]

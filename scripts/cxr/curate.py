@@ -4,6 +4,7 @@ exclusion log with a reason; flow counts record each step. included + excluded =
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,7 +143,11 @@ def curate(
                 path = resolve_inside(root, row["file"])
                 _, info = load_image(path, max_pixels=rules.max_pixels, min_side=rules.min_side)
             except ImageRejected as exc:
-                exclude(row, "image", exc.reason, exc.detail)
+                # Name files as the source does, not by absolute paths: the log must not
+                # depend on where the workflow runs (reruns elsewhere give the same bytes).
+                detail = exc.detail.replace(os.path.realpath(root), spec["root"])
+                detail = detail.replace(str(root / row["file"]), row["file"])
+                exclude(row, "image", exc.reason, detail)
                 removed[exc.reason] = removed.get(exc.reason, 0) + 1
                 continue
             decoded.append({**row, "info": info, "path": str(root / row["file"])})

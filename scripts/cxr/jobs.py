@@ -112,17 +112,11 @@ def evaluate_job(
             "checkpoint": evaluation["checkpoint"],
             "weights": train_summary.get("weights"),
             "image_size": training["image_size"],
+            # No timings or resume facts: this file must be byte-identical across reruns;
+            # they stay in the training summary (provenance).
             "training": {
                 k: train_summary.get(k)
-                for k in (
-                    "path",
-                    "epochs_run",
-                    "best_epoch",
-                    "best_val_loss",
-                    "seconds_fit",
-                    "seconds_features",
-                    "resumed_from_epoch",
-                )  # fmt: skip
+                for k in ("path", "epochs_run", "best_epoch", "best_val_loss")
             },
         }
     )

@@ -16,6 +16,13 @@ from cxr.sources import RECORD_COLUMNS
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
 
 
+def _listing_order(path: Path) -> tuple[str, bool, str]:
+    """Sort 'IM-0019-0001 (1).jpeg' (a copy, as browsers and OSes name them) after the original,
+    so that duplicate detection keeps the original name and logs the copy."""
+    original = re.sub(r" \(\d+\)(?=\.[^.]+$)", "", path.as_posix())
+    return original, original != path.as_posix(), path.as_posix()
+
+
 def load_records(name: str, root: Path, spec: dict) -> pd.DataFrame:
     """One record per regular file under `root` (recursively, sorted, hidden files skipped)."""
     if not root.is_dir():
@@ -29,7 +36,7 @@ def load_records(name: str, root: Path, spec: dict) -> pd.DataFrame:
     if pattern.groups < 1:
         raise ConfigError(f"sources.{name}.patient_pattern needs one (group) for the patient key")
     rows = []
-    for path in sorted(root.rglob("*")):
+    for path in sorted(root.rglob("*"), key=_listing_order):
         rel = path.relative_to(root).as_posix()
         if any(part.startswith(".") for part in path.relative_to(root).parts):
             continue

@@ -1,0 +1,91 @@
+"""The article's data (../shared/data): exact counts of curation, splits and shards, and the
+article configuration end to end at a small image size. Skipped when the data are absent."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import article_sources
+from cxr.curate import Rules, curate
+from cxr.shards import write_shards
+from cxr.split import split_patients
+from workflow import run_workflow
+
+pytestmark = pytest.mark.realdata
+
+
+@pytest.fixture(scope="module")
+def curated(shared_data):
+    return curate(article_sources(shared_data), Rules(), seed=2020)
+
+
+def test_curation_counts_match_the_article(curated):
+    images, exclusions, flow = curated
+    covid = images[images["source"] == "covid"]
+    # metadata.csv has 69 COVID-19 PA X-ray rows (46 patients); one names a file that is not in
+    # the snapshot (covid-19-pneumonia-14-PA.png), which leaves the article's 68 images.
+    assert len(covid) == 68 and covid["patient"].nunique() == 45  # the lost file was a 46th
+    missing = exclusions[exclusions["reason"] == "file missing"]
+    assert "images/covid-19-pneumonia-14-PA.png" in set(missing["file"])
+    # 118 Kermany files, two of them byte-identical copies: 116 unique, 70 sampled as the article.
+    kermany = images[images["source"] == "kermany"]
+    assert len(kermany) == 70
+    dupes = exclusions[
+        (exclusions["source"] == "kermany") & (exclusions["reason"] == "duplicate image")
+    ]
+    assert sorted(dupes["file"]) == ["IM-0019-0001 (1).jpeg", "NORMAL2-IM-1427-0001 (1).jpeg"]
+    assert (exclusions["reason"] == "not sampled").sum() == 46
+    # 146 metadata rows + 4 orphan image files + 118 + 121 NIH files.
+    assert flow["total"] == 146 + 4 + 118 + 121
+    assert len(images) + len(exclusions) == flow["total"]
+    assert (exclusions["reason"] == "no metadata row").sum() == 4
+    assert (images["source"] == "nih").sum() == 121
+
+
+def test_splits_and_shards_on_real_data(curated, tmp_path):
+    images = curated[0]
+    splits = split_patients(images, {"train": 0.7, "val": 0.1, "test": 0.2}, seed=2020)
+    assert (splits.groupby("patient")["split"].nunique() == 1).all()
+    trained = splits[splits["split"] != "external"]
+    assert len(trained) == 138
+    manifest = write_shards(images, splits, tmp_path, image_size=64, shards_per_split=2,
+                            max_pixels=50_000_000)  # fmt: skip
+    assert sum(s["count"] for s in manifest["splits"].values()) == len(images) == 259
+
+
+@pytest.mark.slow
+def test_article_configuration_end_to_end(shared_data, tmp_path):
+    config = {
+        "dataset": "article_local",
+        "datasets": {"article_local": {
+            "sources": {k: {"root": v["root"]} for k, v in article_sources(shared_data).items()},
+            "overrides": {"shards": {"image_size": 64}, "training": {
+                "image_size": 64, "epochs": 5, "seeds": [0], "architectures": ["DenseNet121"]}},
+        }},
+        "evaluation": {"bootstrap": 200},
+    }  # fmt: skip
+    path = tmp_path / "article_small.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run_workflow(tmp_path / "run", str(path))
+    result = json.loads((tmp_path / "run/results/eval/DenseNet121/seed0.json").read_text())
+    test = result["test"]
+    cm = test["confusion_matrix"]
+    assert cm["tp"] + cm["fn"] + cm["tn"] + cm["fp"] == test["n"] > 0
+    for key in ("accuracy", "sensitivity", "specificity"):
+        lo, hi = test[key]["ci95"]
+        assert lo <= test[key]["value"] <= hi
+    assert 0 <= test["roc_auc"]["value"] <= 1
+    assert result["external"]["nih"]["false_positive_rate"]["n"] == 121
+    audit = json.loads((tmp_path / "run/results/audit/leakage.json").read_text())
+    verdicts = {v["check"]: v["verdict"] for v in audit["verdicts"]}
+    # Kermany children's JPEGs vs many-sourced adult images: the file properties alone give
+    # the class away.
+    assert verdicts["trivial-feature probe"] == "flag"
+    assert verdicts["label vs source"] == "flag"
+    splits = pd.read_csv(tmp_path / "run/results/splits/splits.csv")
+    assert (splits.groupby("patient")["split"].nunique() == 1).all()
+    assert (tmp_path / "run/results/report.html").stat().st_size > 10_000

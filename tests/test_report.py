@@ -1,0 +1,340 @@
+"""The HTML report: built from small results made by the real curate/split/metrics/audit
+functions on the synthetic data set (no TensorFlow), checked for content, escaping and for
+loading nothing from outside the page."""
+
+from __future__ import annotations
+
+import copy
+import html
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import REPO, synthetic_sources
+from cxr import report
+from cxr.audit import audit_leakage
+from cxr.curate import Rules, curate
+from cxr.evaluate import evaluate_predictions, summarise
+from cxr.io import read_json, write_csv, write_json
+from cxr.split import image_level_counterfactual, split_patients
+from cxr.split import summarise as split_counts
+
+TEMPLATES = REPO / "report"
+CHROMIUM = Path("/usr/bin/chromium")
+FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
+RUNS = (("MobileNet", 0), ("MobileNet", 1), ("DenseNet121", 0))  # two seeds of one
+LABELS = {"positive": "covid", "negative": "normal"}
+SECTIONS = ("summary", "data", "training", "results", "caveats", "reproducibility")
+ALERT = "<script>alert(1)</script>"
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+WEIGHTS = "none (random, BatchNorm recalibrated)"
+
+
+def _png(path: Path, colour: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (40, 30), colour).save(path)
+
+
+def _predictions(splits: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Noisy but informative P(covid) for the test and external images."""
+    rows = splits[splits["split"].isin(["test", "external"])].sort_values(["split", "id"])
+    rng = np.random.default_rng(seed)
+    prob = np.clip(0.5 + 0.3 * (2 * rows["y"] - 1) + rng.normal(0, 0.25, len(rows)), 0, 1)
+    return pd.DataFrame(
+        {
+            "split": rows["split"],
+            "id": rows["id"],
+            "patient": rows["patient"],
+            "source": rows["source"],
+            "label": rows["y"],
+            "probability": prob,
+        }
+    ).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def results(synthetic_root, tmp_path_factory) -> dict:
+    """A results/ tree like the workflow's, and the rule's `inputs` dict pointing into it."""
+    out = tmp_path_factory.mktemp("results")
+    sources = synthetic_sources(synthetic_root)
+    images, exclusions, flow = curate(sources, Rules(), seed=2020)
+    splits = split_patients(images, FRACTIONS, 2020)
+    split_summary = {
+        "fractions": FRACTIONS,
+        "seed": 2020,
+        "method": "sklearn StratifiedGroupKFold: test fold, then val fold of the rest",
+        "counts": split_counts(splits),
+        "image_level_counterfactual": image_level_counterfactual(images, 0.2, 2020),
+    }
+    inputs = {
+        "flow": out / "curated/flow.json",
+        "images": out / "curated/images.csv",
+        "exclusions": out / "curated/exclusions.csv",
+        "splits": out / "splits/splits.csv",
+        "split_summary": out / "splits/summary.json",
+        "manifest": out / "shards/manifest.json",
+        "eval_summary": out / "eval/summary.json",
+        "audit": out / "audit/leakage.json",
+        "border_examples": out / "audit/border_examples.png",
+    }
+    write_json(inputs["flow"], flow)
+    write_csv(inputs["images"], images)
+    write_csv(inputs["exclusions"], exclusions)
+    write_csv(inputs["splits"], splits)
+    write_json(inputs["split_summary"], split_summary)
+    manifest = {"encoding": "PNG, 8-bit grayscale", "image_size": 64, "splits": {}}
+    for split, part in splits.groupby("split"):
+        shard = {"file": f"{split}-00000-of-00001.tfrecord", "count": len(part),
+                 "sha256": f"{len(part):02d}" * 32}  # fmt: skip
+        manifest["splits"][split] = {"count": len(part), "shards": [shard]}
+    write_json(inputs["manifest"], manifest)
+
+    evaluations, paths = [], {"evaluations": [], "predictions": [], "histories": []}
+    for i, (arch, seed) in enumerate(RUNS):
+        predictions = _predictions(splits, seed=i)
+        ev = evaluate_predictions(predictions, threshold=0.5, n_boot=50, seed=0)
+        ev |= {
+            "architecture": arch, "seed": seed, "checkpoint": "final", "weights": WEIGHTS,
+            "image_size": 64,
+            "training": {"path": "cached-features", "epochs_run": 3, "best_epoch": 2,
+                         "best_val_loss": 0.5, "seconds_fit": 1.25, "seconds_features": 0.5,
+                         "resumed_from_epoch": 0},
+        }  # fmt: skip
+        evaluations.append(ev)
+        stem = out / f"eval/{arch}/seed{seed}"
+        write_json(f"{stem}.json", ev)
+        write_csv(f"{stem}.predictions.csv", predictions)
+        for kind, colour in (("roc", "red"), ("confusion", "green"), ("curves", "blue")):
+            _png(Path(f"{stem}.{kind}.png"), colour)
+        history = out / f"models/{arch}/seed{seed}/history.csv"
+        history.parent.mkdir(parents=True)
+        write_csv(
+            history,
+            pd.DataFrame(
+                {"epoch": [1, 2, 3], "loss": [0.9, 0.6, 0.5], "accuracy": [0.5, 0.7, 0.875],
+                 "val_loss": [0.8, 0.5, 0.6], "val_accuracy": [0.5, 0.6, 0.7]}
+            ),
+        )  # fmt: skip
+        paths["evaluations"].append(f"{stem}.json")
+        paths["predictions"].append(f"{stem}.predictions.csv")
+        paths["histories"].append(str(history))
+    write_json(inputs["eval_summary"], summarise(evaluations))
+
+    border = {"architecture": "DenseNet121", "auc": 0.91, "ci95": [0.8, 0.97],
+              "border_fraction": 0.125, "model": "the article's head", "n": 98, "patients": 71,
+              "weights": WEIGHTS}  # fmt: skip
+    settings = {"border_fraction": 0.125, "cv_folds": 3, "near_duplicate_bits": 16,
+                "auc_flag": 0.75, "auc_warn": 0.6}  # fmt: skip
+    audit, _ = audit_leakage(
+        images, exclusions, splits, split_summary, border,
+        settings=settings, seed=0, n_boot=50, max_pixels=50_000_000,
+    )  # fmt: skip
+    write_json(inputs["audit"], audit)
+    _png(inputs["border_examples"], "grey")
+    inputs = {k: str(v) for k, v in inputs.items()} | paths
+    return {"inputs": inputs, "images": images, "splits": splits, "sources": sources}
+
+
+def _config(dataset: str = "synthetic") -> dict:
+    return {
+        "dataset": dataset,
+        "report": {"title": "Test report"},
+        "curation": {"max_pixels": 50_000_000},
+        "labels": LABELS,
+        "notes": ALERT,  # config text must be escaped inside <pre> too
+    }
+
+
+@pytest.fixture(scope="module")
+def context(results) -> dict:
+    return report.build_context(
+        results["inputs"], config=_config(), sources=results["sources"], labels=LABELS
+    )
+
+
+@pytest.fixture(scope="module")
+def page(context) -> str:
+    return report.render(context, TEMPLATES)
+
+
+def _text(page: str) -> str:
+    """Visible text with whitespace collapsed."""
+
+    class Text(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.parts: list[str] = []
+
+        def handle_data(self, data):
+            self.parts.append(data)
+
+    parser = Text()
+    parser.feed(page)
+    return " ".join(" ".join(parser.parts).split())
+
+
+def _tags(page: str) -> list[tuple[str, dict]]:
+    class Tags(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tags: list[tuple[str, dict]] = []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append((tag, dict(attrs)))
+
+    parser = Tags()
+    parser.feed(page)
+    return parser.tags
+
+
+def test_every_section_is_present(page):
+    tags = _tags(page)
+    ids = [attrs.get("id") for tag, attrs in tags if tag == "section"]
+    assert ids == list(SECTIONS)
+    assert page.count("<h2>") == len(SECTIONS)
+
+
+def test_numbers_come_from_the_results(results, page):
+    text = _text(page)
+    inputs = results["inputs"]
+    for path in inputs["evaluations"]:
+        test = read_json(path)["test"]
+        acc = test["accuracy"]
+        lo, hi = acc["ci95_patient_bootstrap"]
+        assert f"{acc['value']:.2f} ({lo:.2f}-{hi:.2f})" in text  # headline and metric table
+        lo, hi = acc["ci95"]
+        assert f"{acc['value']:.2f} ({lo:.2f}-{hi:.2f})" in text
+        auc = test["roc_auc"]
+        assert f"{auc['value']:.2f} ({auc['ci95'][0]:.2f}-{auc['ci95'][1]:.2f})" in text
+        fpr = read_json(path)["external"]["nih"]["false_positive_rate"]
+        lo, hi = fpr["ci95"]
+        assert f"{100 * fpr['value']:.0f}% ({100 * lo:.0f}-{100 * hi:.0f}%)" in text
+    splits = results["splits"]
+    test = splits[splits["split"] == "test"]
+    assert f"{len(test)} images of {test['patient'].nunique()} patients" in text
+    pool = splits[splits["split"] != "external"]
+    for label, part in pool.groupby("label"):
+        assert f"{len(part)} {label} images of {part['patient'].nunique()} patients" in text
+    # one misclassified image moves accuracy by 100/n points
+    assert f"{100 / len(test):.1f} points" in text
+    counter = read_json(inputs["audit"])["image_level_counterfactual"]
+    assert (
+        f"{counter['patients_in_train_and_test']} of {counter['patients_total']} patients" in text
+    )
+    assert "Random weights." in text and WEIGHTS in text
+    spread = read_json(inputs["eval_summary"])["MobileNet"]["accuracy"]
+    assert f"{spread['mean']:.2f} ± {spread['sd']:.2f}" in text  # seed spread
+    assert f"reaches {100 * spread['sd']:.1f} points" in text
+    assert "covid/images/nejmc2000002_f1a.jpg" in text  # a metadata row
+
+
+def test_metadata_is_escaped(results, page):
+    notes = results["images"]["notes"]
+    assert notes.str.contains(ALERT, regex=False).any(), "fixture lost the planted script"
+    assert html.escape(ALERT, quote=False) in page
+    assert "<script" not in page.lower()
+
+
+def test_attributes_are_escaped(context):
+    hostile = copy.deepcopy(context)
+    hostile["samples"][0]["thumbs"][0]["id"] = f'x" onerror="alert(1)">{ALERT}'
+    hostile["runs"][0]["name"] = f'Mobile"Net{ALERT}'
+    page = report.render(hostile, TEMPLATES)
+    assert "<script" not in page.lower()
+    assert 'onerror="' not in page
+    assert "x&#34; onerror=&#34;alert(1)&#34;&gt;&lt;script&gt;" in page
+
+
+def test_nothing_is_loaded_from_outside(page):
+    assert f'<meta http-equiv="Content-Security-Policy" content="{CSP}">' in page
+    assert page.index("Content-Security-Policy") < page.index("<style>")
+    tags = _tags(page)
+    assert not [t for t, _ in tags if t in {"script", "link", "iframe", "object", "embed"}]
+    images = [attrs for tag, attrs in tags if tag == "img"]
+    assert len(images) >= 3 * len(RUNS) + 4  # figures and thumbnails
+    for tag, attrs in tags:
+        for name in ("src", "srcset", "poster", "data", "background"):
+            if name in attrs:
+                assert attrs[name].startswith("data:image/png;base64,"), (tag, name)
+        if "href" in attrs:
+            assert attrs["href"].startswith("#"), attrs["href"]
+    lowered = page.lower()
+    assert "url(" not in lowered and "@import" not in lowered
+
+
+def test_reproducibility_facts(results, context, page):
+    repro = context["reproducibility"]
+    assert repro["commands"] == {
+        "all": "snakemake --cores 4",
+        "report": "snakemake --cores 1 --forcerun render_report",
+    }
+    manifest = read_json(results["inputs"]["manifest"])
+    for entry in manifest["splits"].values():
+        assert entry["shards"][0]["sha256"] in page
+    assert report.sha256_file(results["inputs"]["images"]) in page
+    names = [p["name"] for p in repro["packages"]]
+    assert names == list(report.PACKAGES)
+    assert f"notes: {ALERT}" in repro["config_yaml"]
+    assert f"notes: {html.escape(ALERT, quote=False)}" in page
+
+
+def test_write_report_is_atomic_and_complete(results, tmp_path):
+    out = tmp_path / "report.html"
+    report.write_report(
+        results["inputs"], out, config=_config("article_local"), sources=results["sources"],
+        labels=LABELS, template_dir=TEMPLATES,
+    )  # fmt: skip
+    page = out.read_text(encoding="utf-8")
+    assert page.rstrip().endswith("</html>")
+    assert "snakemake --cores 4 --config dataset=article_local" in page
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+
+
+def test_helpers():
+    assert report.est(0.8, [0.58, 0.92]) == "0.80 (0.58-0.92)"
+    assert report.est(None, [0.1, 0.2]) == "n/a"
+    assert report.pct_est(0.25, [0.1018, 0.495]) == "25% (10-50%)"
+    assert report.width_points([0.39, 0.78]) == pytest.approx(39.0)
+    # (1.96 + 0.84) * sqrt(2 * 0.8 * 0.2 / 20) = 0.354
+    assert report.detectable_difference(0.8, 20) == pytest.approx(0.3544, abs=1e-3)
+    assert report.run_key("results/eval/ResNet50/seed2.json") == ("ResNet50", 2)
+    assert report.run_key("results/models/ResNet50/seed0/history.csv") == ("ResNet50", 0)
+    assert report.commands("synthetic", "synthetic")["all"] == "snakemake --cores 4"
+    versions = report.package_versions(("jinja2", "no-such-package-xyz"))
+    assert versions[1] == {"name": "no-such-package-xyz", "version": "not installed"}
+
+
+def test_git_commit_is_unknown_outside_a_checkout(tmp_path):
+    assert report.git_commit(tmp_path) == "unknown"
+    assert report.git_commit(None) == "unknown"
+
+
+@pytest.mark.slow
+def test_chromium_renders_the_report(page, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not installed (Debian package chromium)")
+    page_path = tmp_path / "report.html"
+    page_path.write_text(page, encoding="utf-8")
+    shot = tmp_path / "report.png"
+    result = subprocess.run(
+        [
+            str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}",
+            "--enable-logging=stderr", "--v=0", f"--screenshot={shot}",
+            "--window-size=1200,3000", page_path.as_uri(),
+        ],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    # Console messages on a page without scripts mean a blocked load or a CSP violation.
+    console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
+    assert not console, console
+    assert shot.stat().st_size > 10_000
+    with Image.open(shot) as image:
+        assert image.size == (1200, 3000)
+        assert len(image.convert("L").getcolors(1 << 16) or []) > 10  # not a blank page

@@ -1,0 +1,101 @@
+"""The whole workflow on a tiny synthetic config: outputs' content, determinism, audit controls."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from cxr.io import sha256_file
+from workflow import run_workflow
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("tiny")
+    run_workflow(workdir, "tiny.yaml")
+    return workdir
+
+
+def load(path):
+    return json.loads(path.read_text())
+
+
+def test_accounting_and_disjoint_splits(tiny):
+    flow = load(tiny / "results/curated/flow.json")
+    images = pd.read_csv(tiny / "results/curated/images.csv")
+    exclusions = pd.read_csv(tiny / "results/curated/exclusions.csv")
+    assert len(images) + len(exclusions) == flow["total"] > 0
+    splits = pd.read_csv(tiny / "results/splits/splits.csv")
+    assert (splits.groupby("patient")["split"].nunique() == 1).all()
+    manifest = load(tiny / "results/shards/manifest.json")
+    assert sum(s["count"] for s in manifest["splits"].values()) == len(images)
+
+
+def test_evaluation_json_invariants(tiny):
+    for arch in ("MobileNet", "DenseNet121"):
+        result = load(tiny / f"results/eval/{arch}/seed0.json")
+        test = result["test"]
+        cm = test["confusion_matrix"]
+        assert cm["tp"] + cm["fn"] == test["n_positive"]
+        assert cm["tn"] + cm["fp"] == test["n_negative"]
+        assert test["n_positive"] + test["n_negative"] == test["n"]
+        for key in ("accuracy", "sensitivity", "specificity", "ppv", "npv"):
+            value, ci = test[key]["value"], test[key]["ci95"]
+            if value is not None:
+                assert ci[0] <= value <= ci[1], key
+        auc = test["roc_auc"]["value"]
+        assert auc is None or 0 <= auc <= 1
+        assert result["weights"].startswith("none")
+        fpr = result["external"]["nih"]["false_positive_rate"]
+        assert fpr["n"] > 0 and fpr["ci95"][0] <= fpr["value"] <= fpr["ci95"][1]
+        predictions = pd.read_csv(tiny / f"results/eval/{arch}/seed0.predictions.csv")
+        assert (predictions["split"] == "test").sum() == test["n"]
+
+
+def test_positive_control_flags_the_confound(tiny):
+    audit = load(tiny / "results/audit/leakage.json")
+    verdicts = {v["check"]: v["verdict"] for v in audit["verdicts"]}
+    assert verdicts["patient overlap between splits"] == "pass"
+    assert verdicts["trivial-feature probe"] == "flag"
+    assert verdicts["border-only probe"] == "flag"
+
+
+def test_negative_control_does_not_flag(tmp_path):
+    run_workflow(tmp_path, "tiny.yaml", "no_confound.yaml", targets=("results/audit/leakage.json",))
+    audit = load(tmp_path / "results/audit/leakage.json")
+    verdicts = {v["check"]: v["verdict"] for v in audit["verdicts"]}
+    assert verdicts["trivial-feature probe"] != "flag", audit["trivial_feature_probe"]["auc"]
+    assert verdicts["border-only probe"] != "flag", audit["border_probe"]["auc"]
+
+
+DETERMINISTIC = [
+    "results/curated/images.csv",
+    "results/curated/exclusions.csv",
+    "results/curated/flow.json",
+    "results/splits/splits.csv",
+    "results/splits/summary.json",
+    "results/shards/manifest.json",
+    "results/eval/MobileNet/seed0.json",
+    "results/eval/DenseNet121/seed0.json",
+    "results/eval/DenseNet121/seed0.predictions.csv",
+    "results/audit/leakage.json",
+]
+
+
+def test_two_clean_runs_are_byte_identical(tiny, tmp_path):
+    run_workflow(tmp_path, "tiny.yaml", targets=tuple(DETERMINISTIC))
+    for rel in DETERMINISTIC:
+        assert sha256_file(tiny / rel) == sha256_file(tmp_path / rel), rel
+    for shard in (tiny / "results/shards").glob("*.tfrecord"):
+        assert sha256_file(shard) == sha256_file(tmp_path / "results/shards" / shard.name)
+
+
+def test_report_is_written_with_every_section(tiny):
+    html = (tiny / "results/report.html").read_text()
+    for section in ("summary", "data", "training", "results", "caveats", "reproducibility"):
+        assert f'id="{section}"' in html, section
+    assert "<script" not in html

@@ -105,6 +105,12 @@ def main(argv: list[str] | None = None) -> None:
             1000 * result["seconds"] / result["images_in_shards"], 2
         )
         result["time_ratio_vs_first"] = round(result["seconds"] / base["seconds"], 2)
+        # Fixed costs (Snakemake start, TensorFlow import) dominate small sizes: the marginal
+        # cost per image is what must stay constant for time to grow linearly.
+        extra = result["images_in_shards"] - base["images_in_shards"]
+        result["marginal_seconds_per_1000_images_vs_first"] = (
+            round(1000 * (result["seconds"] - base["seconds"]) / extra, 2) if extra else None
+        )
         result["images_ratio_vs_first"] = round(
             result["images_in_shards"] / base["images_in_shards"], 2
         )

@@ -189,14 +189,14 @@ class PeakRSS:
 
 def snakemake(
     workdir: Path, *args: str, configs: tuple[Path, ...] = (), cores: int = 2,
-    check: bool = True, sample_memory: bool = False,
+    check: bool = True, sample_memory: bool = False, snakefile: Path = REPO / "Snakefile",
 ) -> dict[str, Any]:  # fmt: skip
-    """Run the repo's Snakefile in `workdir` on config.yaml + `configs` (never in the repo);
-    return wall seconds, return code, output, and with `sample_memory` the peak RSS."""
+    """Run `snakefile` (the repo's) in `workdir` on its config.yaml + `configs` (never in the
+    repo); return wall seconds, return code, output, and with `sample_memory` the peak RSS."""
     workdir.mkdir(parents=True, exist_ok=True)
     command = [
-        str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-        "--cores", str(cores), "--configfile", str(REPO / "config.yaml"),
+        str(SNAKEMAKE), "-s", str(snakefile), "--directory", str(workdir),
+        "--cores", str(cores), "--configfile", str(snakefile.parent / "config.yaml"),
         *(str(c) for c in configs), *args,
     ]  # fmt: skip
     env = {**os.environ, "PATH": f"{SNAKEMAKE.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
@@ -228,17 +228,21 @@ def write_config(path: Path, data: dict) -> Path:
 
 _JOB = re.compile(r"^\s*(?:local)?rule (\w+):\s*$")
 _WILDCARDS = re.compile(r"^\s*wildcards: (.*)$")
+_REASON = re.compile(r"^\s*reason: (.*)$")
 
 
-def planned_jobs(dry_run_output: str) -> list[str]:
-    """'rule' or 'rule[wildcards]' for each job a `snakemake -n` output plans."""
-    jobs: list[str] = []
-    for line in dry_run_output.splitlines():
+def planned_jobs(output: str) -> list[dict[str, str]]:
+    """The jobs a Snakemake output lists (a dry run plans them, a real run runs them):
+    {"job": "rule" or "rule[wildcards]", "rule", "reason"}; the target rule `all` left out."""
+    jobs: list[dict[str, str]] = []
+    for line in output.splitlines():
         if match := _JOB.match(line):
-            jobs.append(match.group(1))
-        elif (match := _WILDCARDS.match(line)) and jobs:
-            jobs[-1] += f"[{match.group(1)}]"
-    return [j for j in jobs if not j.startswith("all")]
+            jobs.append({"job": match.group(1), "rule": match.group(1), "reason": ""})
+        elif jobs and (match := _WILDCARDS.match(line)):
+            jobs[-1]["job"] += f"[{match.group(1)}]"
+        elif jobs and (match := _REASON.match(line)):
+            jobs[-1]["reason"] = match.group(1)
+    return [j for j in jobs if j["rule"] != "all"]
 
 
 def rule_benchmarks(workdir: Path) -> pd.DataFrame:

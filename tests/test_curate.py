@@ -96,7 +96,7 @@ def test_exif_rotation_is_applied(tmp_path):
     exif[0x0112] = 6  # rotate 90 degrees on display
     image.save(tmp_path / "r.jpg", exif=exif)
     pixels, info = load_image(tmp_path / "r.jpg", max_pixels=10_000)
-    assert pixels.shape == (60, 40) and (info.width, info.height) == (60, 40)
+    assert pixels.shape == (60, 40) and (info.width, info.height) == (40, 60)
 
 
 @pytest.mark.parametrize(

@@ -116,6 +116,7 @@ def load_image(path: Path, *, max_pixels: int, min_side: int = 1) -> tuple[np.nd
                 mode = img.mode
                 img.load()
                 img = ImageOps.exif_transpose(img)
+                width, height = img.size  # as displayed, after EXIF orientation
                 pixels = to_grayscale_array(img)
     except ImageRejected:
         raise

@@ -68,6 +68,10 @@ def write_shards(
     frame = images.merge(splits[["id", "split"]], on="id", validate="one_to_one")
     frame = frame.sort_values(["split", "id"]).reset_index(drop=True)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Shards of an earlier configuration (another count per split) or of a killed run would
+    # otherwise linger beside the new ones; only the manifest says which are current.
+    for stale in [*out_dir.glob("*.tfrecord"), *out_dir.glob(".*.tfrecord.part")]:
+        stale.unlink()
     manifest = {"image_size": image_size, "encoding": "PNG, 8-bit grayscale", "splits": {}}
     done = 0
     for split_name, part in frame.groupby("split", sort=True):

@@ -106,7 +106,12 @@ def load_records(name: str, root: Path, spec: dict) -> pd.DataFrame:
             modality = "CT" if view.lower() in CT_VIEWS else "X-ray"
         folder = row.get("folder", "").strip() if has_folder else ""
         filename = row["filename"]
-        rel = f"{folder or image_dir}/{filename}" if filename.strip() else ""
+        if not filename.strip():
+            rel = ""
+        elif filename.startswith(("/", "\\")):
+            rel = filename  # kept as given so curation rejects it as outside the data root
+        else:
+            rel = f"{folder or image_dir}/{filename}"
         rows.append(
             {
                 "record": f"{meta_path.name}:line {lines[i]}",

@@ -1,0 +1,207 @@
+"""Print the latest benchmark figures (benchmarks/out/*.jsonl) as Markdown tables, with the
+targets of issue 7 and whether each is met, and the machine they were measured on."""
+
+import argparse
+import json
+from pathlib import Path
+
+from common import OUT
+
+
+def latest(path: Path, key: str | None) -> list[dict]:
+    """The last record of a JSON-lines file, or the last one per value of `key`."""
+    if not path.is_file():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if key is None:
+        return records[-1:]
+    last: dict = {}
+    for record in records:
+        last[record[key]] = record
+    return list(last.values())
+
+
+def yes(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def training(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    r0 = rows[0]
+    lines = [
+        f"### 1. Frozen training, the article's way vs ours ({r0['data']}, {r0['n_train']} + "
+        f"{r0['n_val']} images, {r0['image_size']} px, {r0['epochs']} epochs, batch "
+        f"{r0['batch_size']}, {r0['threads']} threads)",
+        "",
+        "| architecture | article's way (s) | ours (s) | of which base once / head fit (s) "
+        "| speedup | head weights identical | in-memory full model (s) | target >= 10x |",
+        "| --- | ---: | ---: | ---: | ---: | --- | ---: | --- |",
+    ]
+    for r in rows:
+        memory = (
+            f"{r['seconds_in_memory']} ({r['speedup_vs_in_memory']}x, identical: "
+            f"{r['in_memory_head_weights_identical']})"
+            if "seconds_in_memory" in r
+            else "not run"
+        )
+        lines.append(
+            f"| {r['architecture']} | {r['seconds_article']} | {r['seconds_ours']} | "
+            f"{r['ours_seconds_features']} / {r['ours_seconds_fit']} | {r['speedup']}x | "
+            f"{r['head_weights_identical']} | {memory} | "
+            f"{yes(r['speedup'] >= 10 and r['head_weights_identical'])} |"
+        )
+    return lines
+
+
+def throughput(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    r0 = rows[0]
+    peak = r0["peak_inputs"]
+    slowest = min(r["forward_images_per_s"] for r in rows)
+    lines = [
+        f"### 2. Closeness to the hardware limit ({r0['data']} shards at {r0['shard_size']} px "
+        f"read at {r0['image_size']} px, batch {r0['batch_size']}, {r0['threads']} threads)",
+        "",
+        f"Peak fp32: {peak['cores']} cores x {peak['clock_ghz']} GHz x "
+        f"{peak['fp32_flop_per_cycle']} FLOP/cycle = {r0['peak_gflops']} GFLOP/s "
+        f"({r0['machine']['fp32_flop_per_cycle_source']}).",
+        "",
+        "| base | GFLOP/image | forward images/s | achieved GFLOP/s | of peak |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['architecture']} | {r['gflop_per_image']} | {r['forward_images_per_s']} | "
+            f"{r['achieved_gflops']} | {r['fraction_of_peak']:.0%} |"
+        )
+    pipe = r0["pipeline_images_per_s"]
+    with_input = ", ".join(
+        f"{r['architecture']} {r['pipeline_with_preprocess_images_per_s']:.0f}" for r in rows
+    )
+    lines += [
+        "",
+        f"Input pipeline alone (read + decode + resize + batch): {pipe:.0f} images/s; with "
+        f"the base's input made (RGB, preprocess_input): {with_input} images/s. "
+        f"That is {pipe / slowest:.0f}x the slowest base (target >= 5x: "
+        f"{yes(pipe / slowest >= 5)}).",
+    ]
+    return lines
+
+
+def workflow(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    r = rows[-1]
+    forward = sum(r["forward_seconds"].values())
+    lines = [
+        f"### 3. End to end: `snakemake --cores {r['cores']}` on the embedded default "
+        f"({', '.join(r['architectures'])}, {r['image_size']} px, {r['epochs']} epochs)",
+        "",
+        f"Wall time {r['wall_seconds']} s from an empty directory (target < 300 s: "
+        f"{yes(r['wall_seconds'] < 300)}); the jobs took {r['job_seconds']} s in all.",
+        "",
+        "| rule | jobs | s | max RSS (MB) | from |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for rule, x in r["rules"].items():
+        rss = "" if x["max_rss_mb"] is None else f"{x['max_rss_mb']:.0f}"
+        lines.append(f"| {rule} | {x['jobs']} | {x['s']} | {rss} | {x['source']} |")
+    startup = r["tf_import_seconds"] * r["tf_jobs"]
+    lines += [
+        "",
+        f"Where the job time goes: base forward passes {forward:.1f} s "
+        f"({r['forward_share_of_job_seconds']:.0%}; {r['forward_seconds']}), head epochs "
+        f"{r['head_fit_seconds']} s, TensorFlow start-up about {r['tf_import_seconds']} s x "
+        f"{r['tf_jobs']} jobs = {startup:.0f} s ({r['tf_startup_share_of_job_seconds']:.0%}). "
+        f"Base forward passes the largest share: "
+        f"{yes(r['forward_share_of_job_seconds'] >= r['tf_startup_share_of_job_seconds'])}.",
+    ]
+    return lines
+
+
+def scale(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    rows = sorted(rows, key=lambda r: r["factor"])
+    lines = [
+        "### 4. Scale: the data half (curate, split, shards), `--cores 2`",
+        "",
+        "| size | input records | images in shards | s | curate / shards (s) | marginal s per "
+        "1000 images vs the first size | peak RSS, all processes (MB) | largest process (MB) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        rules = r["rules"]
+        per_rule = " / ".join(
+            str(rules.get(name, {}).get("s", "?")) for name in ("curate_images", "write_shards")
+        )
+        marginal = r.get("marginal_seconds_per_1000_images_vs_first") or ""
+        lines.append(
+            f"| {r['factor']}x | {r['input_records']} | {r['images_in_shards']} | {r['seconds']} "
+            f"| {per_rule} | {marginal} | {r['peak_rss_tree_mb']:.0f} | "
+            f"{r['peak_rss_single_mb']:.0f} |"
+        )
+    top, bottom = rows[-1], rows[0]
+    ratio = top["peak_rss_tree_mb"] / bottom["peak_rss_tree_mb"]
+    lines += [
+        "",
+        f"Peak memory at {top['factor']}x is {ratio:.2f}x that at {bottom['factor']}x "
+        f"(target <= 1.5x at 50x: {yes(ratio <= 1.5 and top['factor'] >= 50)}).",
+    ]
+    return lines
+
+
+def incremental(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    r = rows[-1]
+    t, a = r["template"], r["add_architecture"]
+    touched = r["template_mtime_only"]["planned"]
+    lines = [
+        "### 5. Incremental reruns (a copy of the workflow, embedded default, "
+        f"`--cores {r['cores']}`; the first full run took {r['first_run_seconds']} s)",
+        "",
+        "| change | jobs planned (`-n`) | rerun (s) | target |",
+        "| --- | --- | ---: | --- |",
+        f"| none | {', '.join(r['planned_without_change']) or 'none'} | | |",
+        f"| report/style.css mtime only | {', '.join(touched) or 'none'} | | |",
+        f"| report template edited ({t['method']}) | {', '.join(t['planned']) or 'none'} | "
+        f"{t['seconds']} | {yes(not t['training_jobs_rerun'] and t['seconds'] < 60)} |",
+        f"| add {a['added']} to training.architectures | {', '.join(a['planned'])} | "
+        f"{a.get('seconds', 'not run')} | {yes(not a['other_architectures_jobs'])} |",
+    ]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=OUT, help="(default: %(default)s)")
+    args = parser.parse_args(argv)
+    sections = [
+        training(latest(args.out / "training.jsonl", "architecture")),
+        throughput(latest(args.out / "throughput.jsonl", "architecture")),
+        workflow(latest(args.out / "workflow.jsonl", None)),
+        scale(latest(args.out / "scale.jsonl", "factor")),
+        incremental(latest(args.out / "incremental.jsonl", None)),
+    ]
+    machines = [
+        json.loads(line)["machine"]
+        for path in sorted(args.out.glob("*.jsonl"))
+        for line in path.read_text().splitlines()[-1:]
+    ]
+    if machines:
+        m = machines[-1]
+        print(
+            f"Machine: {m['cpu']} (vendor {m['vendor']}, family {m['family']}, model "
+            f"{m['model']}), {m['cores']} cores at {m['clock_ghz']} GHz, "
+            f"{'/'.join(m['vector_flags'])}, {m['memory_gib']} GiB; Python {m['python']}, "
+            f"TF_ENABLE_ONEDNN_OPTS={m['TF_ENABLE_ONEDNN_OPTS']}. Load averages when the "
+            f"figures were written: {sorted({x['load_average_1min'] for x in machines})}.\n"
+        )
+    print("\n\n".join("\n".join(s) for s in sections if s))
+
+
+if __name__ == "__main__":
+    main()

@@ -11,21 +11,21 @@ rule probe_borders:
             caption="../report/captions/border_examples.rst",
             category="Audit",
         ),
-    params:
-        architecture=AUDIT_ARCHITECTURE,
-        training=config["training"],
-        audit=config["audit"],
-        seed=config["seed"],
-        n_boot=config["evaluation"]["bootstrap"],
-    threads: config["training"]["threads"]
-    resources:
-        mem_mb=config["training"]["mem_mb"],
     log:
         "logs/probe_borders.log",
     benchmark:
         "results/benchmarks/probe_borders.tsv"
     conda:
         "../envs/tf.yaml"
+    threads: config["training"]["threads"]
+    resources:
+        mem_mb=config["training"]["mem_mb"],
+    params:
+        architecture=AUDIT_ARCHITECTURE,
+        training=config["training"],
+        audit=config["audit"],
+        seed=config["seed"],
+        n_boot=config["evaluation"]["bootstrap"],
     script:
         "../scripts/probe_borders.py"
 
@@ -40,16 +40,16 @@ rule audit_leakage:
     output:
         audit="results/audit/leakage.json",
         features="results/audit/trivial_features.csv",
-    params:
-        audit=config["audit"],
-        seed=config["seed"],
-        n_boot=config["evaluation"]["bootstrap"],
-        max_pixels=config["curation"]["max_pixels"],
     log:
         "logs/audit_leakage.log",
     benchmark:
         "results/benchmarks/audit_leakage.tsv"
     conda:
         "../envs/data.yaml"
+    params:
+        audit=config["audit"],
+        seed=config["seed"],
+        n_boot=config["evaluation"]["bootstrap"],
+        max_pixels=config["curation"]["max_pixels"],
     script:
         "../scripts/audit_leakage.py"

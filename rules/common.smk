@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -33,7 +34,6 @@ localrules:
     generate_synthetic_data,
     fetch_source,
     fetch_weights,
-
 
 
 wildcard_constraints:
@@ -84,4 +84,6 @@ def final_outputs():
 def report_templates():
     """Templates and styles: editing one reruns only the report."""
     root = Path(workflow.basedir) / "report"
-    return sorted(str(p) for p in root.glob("*") if p.suffix in {".j2", ".css", ".html"})
+    return sorted(
+        str(p) for p in root.glob("*") if p.suffix in {".j2", ".css", ".html"}
+    )

@@ -1,14 +1,14 @@
 rule generate_synthetic_data:
     output:
         touch("resources/synthetic/.complete"),
-    params:
-        settings=DATASET.get("synthetic", {}),
-        seed=config["seed"],
-        out_dir="resources/synthetic",
     log:
         "logs/generate_synthetic_data.log",
     conda:
         "../envs/data.yaml"
+    params:
+        settings=DATASET.get("synthetic", {}),
+        seed=config["seed"],
+        out_dir=lambda wildcards, output: os.path.dirname(output[0]),
     script:
         "../scripts/generate_synthetic_data.py"
 
@@ -16,12 +16,12 @@ rule generate_synthetic_data:
 rule fetch_source:
     output:
         touch("resources/sources/{source}.complete"),
-    params:
-        spec=lambda wildcards: SOURCES[wildcards.source],
     log:
         "logs/fetch_source/{source}.log",
     conda:
         "../envs/data.yaml"
+    params:
+        spec=lambda wildcards: SOURCES[wildcards.source],
     script:
         "../scripts/fetch_source.py"
 
@@ -33,17 +33,17 @@ rule curate_images:
         images="results/curated/images.csv",
         exclusions="results/curated/exclusions.csv",
         flow="results/curated/flow.json",
-    params:
-        sources=SOURCES,
-        curation=config["curation"],
-        labels=config["labels"],
-        seed=config["seed"],
     log:
         "logs/curate_images.log",
     benchmark:
         "results/benchmarks/curate_images.tsv"
     conda:
         "../envs/data.yaml"
+    params:
+        sources=SOURCES,
+        curation=config["curation"],
+        labels=config["labels"],
+        seed=config["seed"],
     script:
         "../scripts/curate_images.py"
 
@@ -54,13 +54,13 @@ rule split_patients:
     output:
         splits="results/splits/splits.csv",
         summary="results/splits/summary.json",
-    params:
-        fractions=config["splits"],
-        seed=config["seed"],
     log:
         "logs/split_patients.log",
     conda:
         "../envs/data.yaml"
+    params:
+        fractions=config["splits"],
+        seed=config["seed"],
     script:
         "../scripts/split_patients.py"
 
@@ -71,15 +71,15 @@ rule write_shards:
         splits="results/splits/splits.csv",
     output:
         manifest="results/shards/manifest.json",
-    params:
-        image_size=config["shards"]["image_size"],
-        per_split=config["shards"]["per_split"],
-        max_pixels=config["curation"]["max_pixels"],
     log:
         "logs/write_shards.log",
     benchmark:
         "results/benchmarks/write_shards.tsv"
     conda:
         "../envs/tf.yaml"
+    params:
+        image_size=config["shards"]["image_size"],
+        per_split=config["shards"]["per_split"],
+        max_pixels=config["curation"]["max_pixels"],
     script:
         "../scripts/write_shards.py"

@@ -2,7 +2,11 @@ rule evaluate_model:
     input:
         model=lambda wildcards: (
             f"{model_dir(wildcards.arch, wildcards.seed)}/"
-            + ("model.keras" if config["evaluation"]["checkpoint"] == "final" else "best.keras")
+            + (
+                "model.keras"
+                if config["evaluation"]["checkpoint"] == "final"
+                else "best.keras"
+            )
         ),
         history="results/models/{arch}/seed{seed}/history.csv",
         summary="results/models/{arch}/seed{seed}/summary.json",
@@ -28,19 +32,19 @@ rule evaluate_model:
             category="Training",
             subcategory="{arch}",
         ),
-    params:
-        evaluation=config["evaluation"],
-        training=config["training"],
-        labels=config["labels"],
-    threads: config["training"]["threads"]
-    resources:
-        mem_mb=config["training"]["mem_mb"],
     log:
         "logs/evaluate_model/{arch}/seed{seed}.log",
     benchmark:
         "results/benchmarks/evaluate_model/{arch}/seed{seed}.tsv"
     conda:
         "../envs/tf.yaml"
+    threads: config["training"]["threads"]
+    resources:
+        mem_mb=config["training"]["mem_mb"],
+    params:
+        evaluation=config["evaluation"],
+        training=config["training"],
+        labels=config["labels"],
     script:
         "../scripts/evaluate_model.py"
 
@@ -50,12 +54,12 @@ rule summarise_evaluations:
         evaluation_jsons(),
     output:
         summary="results/eval/summary.json",
-    params:
-        architectures=ARCHITECTURES,
-        seeds=SEEDS,
     log:
         "logs/summarise_evaluations.log",
     conda:
         "../envs/data.yaml"
+    params:
+        architectures=ARCHITECTURES,
+        seeds=SEEDS,
     script:
         "../scripts/summarise_evaluations.py"

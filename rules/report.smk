@@ -8,13 +8,19 @@ rule render_report:
         manifest="results/shards/manifest.json",
         evaluations=evaluation_jsons(),
         predictions=expand(
-            "results/eval/{arch}/seed{seed}.predictions.csv", arch=ARCHITECTURES, seed=SEEDS
+            "results/eval/{arch}/seed{seed}.predictions.csv",
+            arch=ARCHITECTURES,
+            seed=SEEDS,
         ),
         histories=expand(
-            "results/models/{arch}/seed{seed}/history.csv", arch=ARCHITECTURES, seed=SEEDS
+            "results/models/{arch}/seed{seed}/history.csv",
+            arch=ARCHITECTURES,
+            seed=SEEDS,
         ),
         train_summaries=expand(
-            "results/models/{arch}/seed{seed}/summary.json", arch=ARCHITECTURES, seed=SEEDS
+            "results/models/{arch}/seed{seed}/summary.json",
+            arch=ARCHITECTURES,
+            seed=SEEDS,
         ),
         eval_summary="results/eval/summary.json",
         audit="results/audit/leakage.json",
@@ -26,15 +32,15 @@ rule render_report:
             caption="../report/captions/report.rst",
             category="Report",
         ),
+    log:
+        "logs/render_report.log",
+    conda:
+        "../envs/report.yaml"
     params:
         config=config,
         report=config["report"],
         labels=config["labels"],
         sources=SOURCES,
-        template_dir=str(Path(workflow.basedir) / "report"),
-    log:
-        "logs/render_report.log",
-    conda:
-        "../envs/report.yaml"
+        template_dir=lambda wildcards, input: os.path.dirname(input.templates[0]),
     script:
         "../scripts/render_report.py"

@@ -2,12 +2,12 @@ rule fetch_weights:
     output:
         weights="resources/weights/{arch}.h5",
         checksum="resources/weights/{arch}.h5.sha256",
-    params:
-        mirror=config["training"]["weights_mirror"],
     log:
         "logs/fetch_weights/{arch}.log",
     conda:
         "../envs/tf.yaml"
+    params:
+        mirror=config["training"]["weights_mirror"],
     script:
         "../scripts/fetch_weights.py"
 
@@ -21,19 +21,19 @@ rule train_model:
         best="results/models/{arch}/seed{seed}/best.keras",
         history="results/models/{arch}/seed{seed}/history.csv",
         summary="results/models/{arch}/seed{seed}/summary.json",
-    params:
-        training=config["training"],
-        out_dir=lambda wildcards: model_dir(wildcards.arch, wildcards.seed),
-    threads: config["training"]["threads"]
-    resources:
-        gpu=config["training"]["gpus"],
-        mem_mb=config["training"]["mem_mb"],
-        runtime=config["training"]["runtime"],
     log:
         "logs/train_model/{arch}/seed{seed}.log",
     benchmark:
         "results/benchmarks/train_model/{arch}/seed{seed}.tsv"
     conda:
         "../envs/tf.yaml"
+    threads: config["training"]["threads"]
+    resources:
+        gpu=config["training"]["gpus"],
+        mem_mb=config["training"]["mem_mb"],
+        runtime=config["training"]["runtime"],
+    params:
+        training=config["training"],
+        out_dir=lambda wildcards: model_dir(wildcards.arch, wildcards.seed),
     script:
         "../scripts/train_model.py"

@@ -22,7 +22,7 @@ rule probe_borders:
         mem_mb=config["training"]["mem_mb"],
     params:
         architecture=AUDIT_ARCHITECTURE,
-        training=config["training"],
+        training=job_training(AUDIT_ARCHITECTURE),
         audit=config["audit"],
         seed=config["seed"],
         n_boot=config["evaluation"]["bootstrap"],

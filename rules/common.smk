@@ -55,6 +55,33 @@ def source_inputs(wildcards=None):
     return inputs
 
 
+# Settings that shape one training job. The lists of architectures and seeds (and the job's
+# resources) are left out: adding an architecture must not change, hence rerun, the others.
+PER_JOB_TRAINING = {
+    k: v
+    for k, v in config["training"].items()
+    if k
+    not in (
+        "architectures",
+        "seeds",
+        "extra_architectures",
+        "threads",
+        "mem_mb",
+        "runtime",
+        "gpus",
+    )
+}
+
+
+def job_training(arch):
+    """The training settings of one architecture's jobs, its own extra_architectures entry only."""
+    extra = config["training"]["extra_architectures"]
+    return {
+        **PER_JOB_TRAINING,
+        "extra_architectures": {arch: extra[arch]} if arch in extra else {},
+    }
+
+
 def model_dir(arch, seed):
     return f"results/models/{arch}/seed{seed}"
 

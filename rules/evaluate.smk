@@ -43,7 +43,7 @@ rule evaluate_model:
         mem_mb=config["training"]["mem_mb"],
     params:
         evaluation=config["evaluation"],
-        training=config["training"],
+        training=lambda wildcards: job_training(wildcards.arch),
         labels=config["labels"],
     script:
         "../scripts/evaluate_model.py"

@@ -33,7 +33,7 @@ rule train_model:
         mem_mb=config["training"]["mem_mb"],
         runtime=config["training"]["runtime"],
     params:
-        training=config["training"],
+        training=lambda wildcards: job_training(wildcards.arch),
         out_dir=lambda wildcards: model_dir(wildcards.arch, wildcards.seed),
     script:
         "../scripts/train_model.py"

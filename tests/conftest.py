@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+# One SLURM cluster per session, shared by every module that asks for it.
+from slurm_cluster import slurm_cluster  # noqa: F401
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 

@@ -222,3 +222,10 @@ def test_bad_options_raise():
         binary_metrics(Y4, P4, G4, n_boot=0)
     with pytest.raises(ValueError, match="prob"):
         false_positive_rate([-0.1])
+
+
+def test_wilson_interval_contains_the_estimate_at_the_extremes():
+    for n in (7, 12, 13, 28, 29, 121):
+        for k in (0, n):
+            result = proportion(k, n)
+            assert result["ci95"][0] <= result["value"] <= result["ci95"][1], (k, n)

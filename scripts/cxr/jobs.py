@@ -5,6 +5,8 @@ TF_ENABLE_ONEDNN_OPTS before importing this module (it is read once, at import).
 from __future__ import annotations
 
 import logging
+import os
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +60,13 @@ def train_job(
     from cxr.training import configure_tensorflow, require_gpu, train
 
     runtime = configure_tensorflow(threads)
-    log.info("TensorFlow sees: %s", runtime["devices"])
+    # Where the job ran, for the provenance record (never in the byte-stable outputs).
+    runtime["host"] = platform.node()
+    runtime["environment"] = {
+        k: os.environ.get(k)
+        for k in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID", "SLURM_JOB_PARTITION")
+    }
+    log.info("TensorFlow sees: %s; %s", runtime["devices"], runtime["environment"])
     if training["require_gpu"]:
         require_gpu(runtime)
     manifest = read_json(manifest_path)

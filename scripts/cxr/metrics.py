@@ -101,8 +101,11 @@ def proportion(k: int, n: int, alpha: float = 0.05) -> dict:
     if n == 0:
         return {"value": None, "k": k, "n": n, "ci95": None, "method": "wilson"}
     lo, hi = proportion_confint(k, n, alpha=alpha, method="wilson")
-    ci = [float(np.clip(lo, 0.0, 1.0)), float(np.clip(hi, 0.0, 1.0))]
-    return {"value": k / n, "k": k, "n": n, "ci95": ci, "method": "wilson"}
+    value = k / n
+    # The Wilson bounds are exactly 0 at k = 0 and 1 at k = n, but statsmodels' floating point
+    # can land a hair inside (0.9999999999999999), leaving the estimate outside its interval.
+    ci = [float(min(np.clip(lo, 0.0, 1.0), value)), float(max(np.clip(hi, 0.0, 1.0), value))]
+    return {"value": value, "k": k, "n": n, "ci95": ci, "method": "wilson"}
 
 
 def _resample_indices(codes: np.ndarray, n_boot: int, rng: np.random.Generator) -> list:

@@ -23,7 +23,7 @@ rule probe_borders:
     params:
         architecture=AUDIT_ARCHITECTURE,
         training=job_training(AUDIT_ARCHITECTURE),
-        audit=config["audit"],
+        audit={k: config["audit"][k] for k in ("border_fraction", "cv_folds")},
         seed=config["seed"],
         n_boot=config["evaluation"]["bootstrap"],
     script:

@@ -2,7 +2,7 @@ import os
 import sys
 from pathlib import Path
 
-from snakemake.utils import validate
+from snakemake.utils import update_config, validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
@@ -14,6 +14,8 @@ try:
     config.update(cxr_config.resolve(config))
 except CxrError as error:
     raise WorkflowError(str(error))
+# A dataset's overrides set its defaults; what the user passes with --config still wins.
+update_config(config, dict(workflow.config_settings.config))
 
 validate(config, schema="config.schema.yaml", set_default=True)
 
@@ -62,6 +64,8 @@ PER_JOB_TRAINING = {
     for k, v in config["training"].items()
     if k
     not in (
+        "weights_mirror",
+        "require_gpu",
         "architectures",
         "seeds",
         "extra_architectures",

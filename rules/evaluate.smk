@@ -58,8 +58,5 @@ rule summarise_evaluations:
         "logs/summarise_evaluations.log",
     conda:
         "../envs/data.yaml"
-    params:
-        architectures=ARCHITECTURES,
-        seeds=SEEDS,
     script:
         "../scripts/summarise_evaluations.py"

@@ -38,7 +38,6 @@ rule render_report:
         "../envs/report.yaml"
     params:
         config=config,
-        report=config["report"],
         labels=config["labels"],
         sources=SOURCES,
         template_dir=lambda wildcards, input: os.path.dirname(input.templates[0]),

@@ -13,4 +13,6 @@ run_logged(
     sm.log[0], train_job, sm.input.manifest, sm.wildcards.arch, int(sm.wildcards.seed),
     dict(sm.params.training), list(sm.input.weights), sm.params.out_dir, sm.threads,
     sm.output.summary,
+    # Read from the config, not params: flipping it must not retrain finished models.
+    sm.config["training"]["require_gpu"],
 )  # fmt: skip

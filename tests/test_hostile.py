@@ -82,6 +82,7 @@ def hostile(tmp_path):
     gray(covid / "images/finding.png", seed=18)
     row(18, "finding.png", finding="Unknown/Thing")
     gray(covid / "images/orphan.png", seed=19)  # no metadata row
+    (covid / "images/notes.txt").write_text("a stray file")
     (covid / "metadata.csv").write_text(HEADER + "\n".join(rows) + "\n", encoding="utf-8")
 
     gray(folder / "IM-0001-0001.jpeg", seed=30)
@@ -104,8 +105,8 @@ def hostile(tmp_path):
 
 def test_every_input_is_accounted_for_with_a_reason(hostile):
     images, exclusions, flow = curate(hostile, Rules(max_pixels=10_000_000), seed=0)
-    # 19 metadata rows + 1 image without a row, and 6 files in the folder source.
-    assert len(images) + len(exclusions) == flow["total"] == 19 + 1 + 6
+    # 19 metadata rows + 2 files without a row, and 6 files in the folder source.
+    assert len(images) + len(exclusions) == flow["total"] == 19 + 2 + 6
     reasons = dict(zip(exclusions["file"], exclusions["reason"], strict=True))
     assert reasons["images/missing.png"] == "file missing"
     assert reasons["images/zero.jpg"] == "empty file"
@@ -118,6 +119,7 @@ def test_every_input_is_accounted_for_with_a_reason(hostile):
     assert reasons["images/view.png"].startswith("view 'Oblique-XYZ'")
     assert reasons["images/finding.png"].startswith("finding 'Unknown/Thing'")
     assert reasons["images/orphan.png"] == "no metadata row"
+    assert reasons["images/notes.txt"] == "not an image file name (.txt)"
     assert reasons["README.txt"].startswith("not an image file name")
     assert reasons["no-key.jpeg"].startswith("no patient key")
     assert reasons["IM-0004-0001.jpeg"] == "not an image"  # a bare JPEG signature
@@ -175,6 +177,18 @@ def dry_run(tmp_path, overrides: dict) -> subprocess.CompletedProcess:
         ({"training.image_size": 16}, "image_size"),
         ({"training.learnig_rate": 0.1}, "learnig_rate"),
         ({"dataset": "nope"}, "nope"),
+        ({"splits.train": 0.5, "splits.test": 0.4}, "splits.test"),
+        ({"audit.auc_warn": 0.9}, "auc_warn"),
+        (
+            {
+                "training.weights": "imagenet",
+                "training.architectures": ["DenseNet121", "Xception"],
+                "training.extra_architectures": {
+                    "Xception": {"application": "Xception", "preprocess_module": "xception"}
+                },
+            },
+            "Xception",
+        ),
     ],
 )
 def test_bad_config_stops_before_any_job_naming_the_key(tmp_path, overrides, message):

@@ -84,7 +84,7 @@ def image_features(
 def near_duplicates(
     ids: list[str], splits: list[str], hashes: list[imagehash.ImageHash], max_distance: int
 ) -> list[dict]:
-    """Pairs of images in different splits whose 64-bit perceptual hashes are close."""
+    """Pairs of images in different splits whose perceptual hashes are close."""
     bits = np.array([h.hash.flatten() for h in hashes], dtype=bool)
     pairs = []
     for i in range(len(ids)):

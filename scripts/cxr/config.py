@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 from cxr.errors import ConfigError
+from cxr.split import check_fractions
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -32,10 +33,7 @@ def resolve(config: dict) -> dict:
 
 def check(config: dict, known_architectures: set[str]) -> None:
     """Cross-field checks: fractions sum to 1, architectures exist, sizes fit, sources usable."""
-    fractions = config["splits"]
-    total = sum(fractions.values())
-    if abs(total - 1.0) > 1e-6:
-        raise ConfigError(f"splits {fractions} sum to {total:g}; they must sum to 1")
+    check_fractions(config["splits"])
     training = config["training"]
     known = known_architectures | set(training.get("extra_architectures", {}))
     unknown = [a for a in training["architectures"] if a not in known]
@@ -51,6 +49,19 @@ def check(config: dict, known_architectures: set[str]) -> None:
             f"training.image_size {training['image_size']} is below 32, the smallest input "
             "the keras.applications bases accept"
         )
+    if config["audit"]["auc_warn"] > config["audit"]["auc_flag"]:
+        raise ConfigError("audit.auc_warn must not exceed audit.auc_flag")
+    if training["weights"] == "imagenet":
+        from cxr.weights import NOTOP_WEIGHTS
+
+        fetchable = {name.lower() for name in NOTOP_WEIGHTS}
+        missing = [a for a in training["architectures"] if a.lower() not in fetchable]
+        if missing:
+            raise ConfigError(
+                f"training.weights is imagenet but no ImageNet weight file is registered for "
+                f"{missing} (known: {sorted(NOTOP_WEIGHTS)}); add it to cxr/weights.py or use "
+                "weights: none"
+            )
     if config["audit"]["architecture"] not in (None, *training["architectures"]):
         raise ConfigError("audit.architecture must be one of training.architectures or null")
     sources = dataset(config)["sources"]

@@ -74,8 +74,6 @@ def select_by_rules(records: pd.DataFrame, spec: dict, rules: Rules) -> pd.Serie
     target = canonical_term(rules.disease_finding)
     wanted_views = {v.strip().lower() for v in rules.views}
     for idx, row in records.iterrows():
-        if row["pre_exclusion"]:
-            continue
         if row["modality"].lower() != rules.modality.lower():
             reasons[idx] = f"modality {row['modality'] or '(empty)'}, not {rules.modality}"
         elif target not in {canonical_term(t) for t in finding_terms(row["finding"])}:

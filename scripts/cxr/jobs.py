@@ -17,6 +17,7 @@ from cxr.errors import DataError
 from cxr.io import read_json, write_csv, write_json
 
 log = logging.getLogger(__name__)
+RANDOM_WEIGHTS = "none (random, BatchNorm recalibrated)"
 
 
 def settings_from_config(training: dict, seed: int):
@@ -53,11 +54,12 @@ def architecture(name: str, training: dict):
 
 def train_job(
     manifest_path: str, arch_name: str, seed: int, training: dict, weights: list[str],
-    out_dir: str, threads: int, summary_path: str,
+    out_dir: str, threads: int, summary_path: str, require_gpu: bool = False,
 ) -> dict:  # fmt: skip
     """One training run: read the train/val shards, train, write the run's summary."""
     from cxr.shards import read_shards, shard_paths
-    from cxr.training import configure_tensorflow, require_gpu, train
+    from cxr.training import configure_tensorflow, train
+    from cxr.training import require_gpu as check_gpu
 
     runtime = configure_tensorflow(threads)
     # Where the job ran, for the provenance record (never in the byte-stable outputs).
@@ -67,8 +69,8 @@ def train_job(
         for k in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID", "SLURM_JOB_PARTITION")
     }
     log.info("TensorFlow sees: %s; %s", runtime["devices"], runtime["environment"])
-    if training["require_gpu"]:
-        require_gpu(runtime)
+    if require_gpu:
+        check_gpu(runtime)
     manifest = read_json(manifest_path)
     shard_dir = Path(manifest_path).parent
     arch = architecture(arch_name, training)
@@ -86,7 +88,7 @@ def train_job(
         {
             "architecture": arch_name,
             "seed": seed,
-            "weights": "imagenet" if path else "none (random, BatchNorm recalibrated)",
+            "weights": "imagenet" if path else RANDOM_WEIGHTS,
             "image_size": training["image_size"],
             "runtime": runtime,
         }
@@ -207,7 +209,7 @@ def border_probe_job(
     result.update(
         {
             "architecture": arch_name,
-            "weights": "imagenet" if path else "none (random, BatchNorm recalibrated)",
+            "weights": "imagenet" if path else RANDOM_WEIGHTS,
             "border_fraction": audit["border_fraction"],
             "model": "the article's head on frozen base features, StratifiedGroupKFold by "
             f"patient ({audit['cv_folds']} folds)",

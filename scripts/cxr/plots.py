@@ -84,9 +84,7 @@ def curation_flow(flow: dict, path: str | Path) -> None:
     _save(fig, path)
 
 
-def image_grid(
-    images, labels, groups, path: str | Path, *, title: str, per_class: int = 4
-) -> None:
+def image_grid(images, labels, groups, path: str | Path, *, title: str, per_class: int = 4) -> None:
     """A few images per class (first images of distinct patients), grayscale."""
     import numpy as np
 

@@ -9,6 +9,8 @@ import pandas as pd
 
 from cxr.errors import ConfigError
 
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
+
 RECORD_COLUMNS = [
     "record",  # where the input came from: "metadata.csv:line 7" or the file name
     "source",  # source name from config

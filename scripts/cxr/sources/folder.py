@@ -11,9 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from cxr.errors import ConfigError, DataError
-from cxr.sources import RECORD_COLUMNS
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
+from cxr.sources import IMAGE_SUFFIXES, RECORD_COLUMNS
 
 
 def _listing_order(path: Path) -> tuple[str, bool, str]:
@@ -55,11 +53,11 @@ def load_records(name: str, root: Path, spec: dict) -> pd.DataFrame:
                 "file": rel,
                 "patient": f"{name}:{match.group(1)}" if match else "",
                 "label": spec["label"],
-                "finding": spec.get("finding", ""),
-                "view": spec.get("view", ""),
+                "finding": "",
+                "view": "",
                 "modality": "X-ray",
                 "license": spec.get("license", ""),
-                "url": spec.get("url", ""),
+                "url": "",
                 "notes": "",
                 "pre_exclusion": reason,
             }

@@ -15,13 +15,12 @@ from pathlib import Path
 import pandas as pd
 
 from cxr.errors import DataError
-from cxr.sources import RECORD_COLUMNS
+from cxr.sources import IMAGE_SUFFIXES, RECORD_COLUMNS
 
 log = logging.getLogger(__name__)
 
 REQUIRED = ("patientid", "finding", "view", "filename")
 CT_VIEWS = {"axial", "coronal", "sagittal"}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def normalise_column(name: str) -> str:
@@ -129,7 +128,8 @@ def load_records(name: str, root: Path, spec: dict) -> pd.DataFrame:
             }
         )
     named = {r["file"] for r in rows}
-    folders = {image_dir} | ({r["file"].split("/", 1)[0] for r in rows if "/" in r["file"]})
+    named_folders = {r["file"].split("/", 1)[0] for r in rows if "/" in r["file"]}
+    folders = {image_dir} | {f for f in named_folders if f not in ("", ".", "..")}
     for folder in sorted(folders):
         directory = root / folder
         if not directory.is_dir():
@@ -138,8 +138,7 @@ def load_records(name: str, root: Path, spec: dict) -> pd.DataFrame:
             rel = f"{folder}/{path.name}"
             if rel in named or path.name.startswith(".") or not path.is_file():
                 continue
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
+            suffix_ok = path.suffix.lower() in IMAGE_SUFFIXES
             rows.append(
                 {
                     "record": rel,
@@ -153,7 +152,9 @@ def load_records(name: str, root: Path, spec: dict) -> pd.DataFrame:
                     "license": "",
                     "url": "",
                     "notes": "",
-                    "pre_exclusion": "no metadata row",
+                    "pre_exclusion": "no metadata row"
+                    if suffix_ok
+                    else f"not an image file name ({path.suffix or 'no suffix'})",
                 }
             )
     return pd.DataFrame(rows, columns=RECORD_COLUMNS)

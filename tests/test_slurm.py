@@ -90,7 +90,7 @@ def test_real_workflow_on_slurm_with_gpu_and_resume(slurm_cluster, tmp_path, cap
     assert len(training) == 2 and all(" --gpus=1" in line for line in training)
     assert not any("--gpus" in line for line in sbatch if line not in training)
     with capsys.disabled():
-        print("\nsbatch lines of the real workflow's training jobs (test_slurm_workflow.py):")
+        print("\nsbatch lines of the real workflow's training jobs (tests/test_slurm.py):")
         for line in training:
             print("  " + line.split(" --wrap=")[0])
 

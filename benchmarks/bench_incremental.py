@@ -79,7 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="only plan the added architecture's jobs (-n), do not run them",
     )
     parser.add_argument("--cores", type=int, default=2, help="(default: %(default)s)")
-    return parser.parse_args(argv)  # fmt: skip
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:

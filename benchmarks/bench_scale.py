@@ -2,8 +2,10 @@
 embedded synthetic data set: wall time and peak memory per size.
 
 For each factor the synthetic generator's patient counts and the healthy sample size
-(`sources.kermany.sample`, 70 at 1x) are multiplied, the images are generated first (not timed:
-it is the data set, not the workflow), then `snakemake --cores 2 --until write_shards` is timed.
+(`sources.kermany.sample`, 70 at 1x) are multiplied (healthy patients capped at the generator's
+1,499, so 50x gives about 45x the images: the table gives the real counts), the images are
+generated first (not timed: it is the data set, not the workflow), then
+`snakemake --cores 2 --until write_shards` is timed.
 Memory: the peak of the summed RSS of Snakemake and all its children (psutil, sampled every
 50 ms), the largest single process, and each rule's max_rss from Snakemake's benchmark files.
 Time should grow about linearly with the images; memory should stay about flat (images are
@@ -19,6 +21,7 @@ from common import OUT, emit, repo_config, rule_benchmarks, say, snakemake, writ
 from cxr.io import read_json
 
 DATA_RULES = ("curate_images", "split_patients", "write_shards")
+HEALTHY_PATIENTS_MAX = 1499  # the synthetic generator's limit (Kermany-style IM-0001..IM-1499)
 
 
 def scaled_config(factor: int) -> dict:
@@ -29,6 +32,8 @@ def scaled_config(factor: int) -> dict:
         key: synthetic[key] * factor
         for key in ("n_disease_patients", "n_healthy_patients", "n_external_patients")
     }
+    # cxr.synthetic names healthy patients IM-0001..IM-1499, drawn without replacement.
+    counts["n_healthy_patients"] = min(counts["n_healthy_patients"], HEALTHY_PATIENTS_MAX)
     sample = dataset["sources"]["kermany"]["sample"] * factor
     return {
         "dataset": "synthetic",

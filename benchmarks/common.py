@@ -1,6 +1,5 @@
 """Shared helpers of the benchmarks: the machine's description, JSON-line output, timing,
-process-tree memory sampling, Snakemake runs in scratch directories, and small data sets.
-"""
+process-tree memory sampling, and Snakemake runs in scratch directories."""
 
 from __future__ import annotations
 
@@ -27,7 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
 
-OUT = REPO / "benchmarks" / "out"
+# JSON lines and scratch directories; CXR_BENCH_OUT moves them (e.g. for a trial run).
+OUT = Path(os.environ.get("CXR_BENCH_OUT", REPO / "benchmarks" / "out"))
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 
 
@@ -205,11 +205,8 @@ def snakemake(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     ) as proc:
         sampler = PeakRSS(proc.pid) if sample_memory else None
-        if sampler:
-            sampler.__enter__()
-        output, _ = proc.communicate()
-        if sampler:
-            sampler.__exit__(None, None, None)
+        with sampler or contextlib.nullcontext():
+            output, _ = proc.communicate()
     seconds = time.perf_counter() - started
     if check and proc.returncode != 0:
         raise RuntimeError(f"snakemake failed ({proc.returncode}):\n{output[-6000:]}")

@@ -1,0 +1,54 @@
+# Convenience targets; each runs a command documented in README.md or benchmarks/README.md.
+#   make test     the tests                      make report   the workflow (results/report.html)
+#   make bench    all benchmarks, reduced settings (about 13 minutes on 2 quiet cores), tables
+#   make bench-reference   the settings of the tables in benchmarks/README.md (about 45 minutes)
+# Benchmark figures are appended as JSON lines to benchmarks/out/ (git-ignored).
+
+PYTHON ?= .venv/bin/python
+SNAKEMAKE ?= .venv/bin/snakemake
+PYTEST ?= .venv/bin/pytest
+CORES ?= 4
+BENCH_CORES ?= 2
+
+# Reduced settings for `make bench`; override on the command line, e.g.
+#   make bench-training TRAINING_FLAGS="--architectures MobileNet --epochs 5"
+TRAINING_FLAGS ?= --architectures MobileNet ResNet50 --images 140 --epochs 20
+THROUGHPUT_FLAGS ?= --architectures MobileNet ResNet50 DenseNet121
+WORKFLOW_FLAGS ?=
+SCALE_FLAGS ?= --factors 1 10 50
+INCREMENTAL_FLAGS ?=
+
+.PHONY: test report bench bench-reference bench-training bench-throughput bench-workflow \
+	bench-scale bench-incremental bench-table
+
+test:
+	$(PYTEST)
+
+report:
+	$(SNAKEMAKE) --cores $(CORES)
+
+bench: bench-training bench-throughput bench-workflow bench-scale bench-incremental bench-table
+
+bench-training:
+	$(PYTHON) benchmarks/bench_training.py $(TRAINING_FLAGS)
+
+bench-throughput:
+	$(PYTHON) benchmarks/bench_throughput.py $(THROUGHPUT_FLAGS)
+
+bench-workflow:
+	$(PYTHON) benchmarks/bench_workflow.py --cores $(BENCH_CORES) $(WORKFLOW_FLAGS)
+
+bench-scale:
+	$(PYTHON) benchmarks/bench_scale.py --cores $(BENCH_CORES) $(SCALE_FLAGS)
+
+bench-incremental:
+	$(PYTHON) benchmarks/bench_incremental.py --cores $(BENCH_CORES) $(INCREMENTAL_FLAGS)
+
+bench-table:
+	$(PYTHON) benchmarks/table.py
+
+bench-reference:
+	$(MAKE) bench-training TRAINING_FLAGS="--architectures MobileNet ResNet50 DenseNet121 --images 140 --epochs 20 --in-memory"
+	$(MAKE) bench-throughput bench-workflow bench-scale bench-incremental
+	$(MAKE) bench-workflow WORKFLOW_FLAGS="--article-sizes --workdir benchmarks/out/scratch/workflow-224"
+	$(MAKE) bench-table

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -62,3 +65,28 @@ def article_sources(root: Path) -> dict:
     for spec in sources.values():
         spec["root"] = str(root / Path(spec["root"]).name)
     return sources
+
+
+class RecordingHandler(SimpleHTTPRequestHandler):
+    """Serves files and records each requested path (to tell cache hits from downloads)."""
+
+    def do_GET(self):
+        self.server.requests.append(self.path)
+        super().do_GET()
+
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """Serve tmp_path/srv on 127.0.0.1 only; yields (origin url, served folder, request paths)."""
+    root = tmp_path / "srv"
+    root.mkdir()
+    handler = functools.partial(RecordingHandler, directory=str(root))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.requests = []
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", root, httpd.requests
+    httpd.shutdown()
+    httpd.server_close()

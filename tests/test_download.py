@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import logging
 import socket
 import subprocess
 import tarfile
-import threading
 import zipfile
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -23,27 +20,10 @@ from cxr.errors import DownloadError
 PAYLOAD = b"chest x-ray weights " * 100
 
 
-class _Handler(SimpleHTTPRequestHandler):
-    def do_GET(self):
-        self.server.requests.append(self.path)
-        super().do_GET()
-
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-
 @pytest.fixture
-def server(tmp_path):
-    """Serve tmp_path/srv on 127.0.0.1; yields (base url, served folder, list of request paths)."""
-    root = tmp_path / "srv"
-    root.mkdir()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(root)))
-    httpd.requests = []
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", root, httpd.requests
-    httpd.shutdown()
-    httpd.server_close()
+def server(http_server):
+    """(base url, served folder, request paths) of the shared 127.0.0.1 server (conftest)."""
+    return http_server
 
 
 def _leftovers(folder: Path) -> list[str]:

@@ -3,13 +3,10 @@ checked by sha256, both served from this machine (git on disk, HTTP on 127.0.0.1
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import shutil
 import subprocess
-import threading
 import zipfile
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pandas as pd
 import pytest
@@ -18,32 +15,14 @@ import yaml
 from workflow import run_workflow
 
 
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def http_root(tmp_path):
-    root = tmp_path / "srv"
-    root.mkdir()
-    httpd = ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root))
-    )
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", root
-    httpd.shutdown()
-    httpd.server_close()
-
-
 def git(*args, cwd):
     command = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args]
     return subprocess.run(command, cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
 @pytest.mark.slow
-def test_fetch_sources_then_curate(synthetic_root, http_root, tmp_path):
-    base_url, served = http_root
+def test_fetch_sources_then_curate(synthetic_root, http_server, tmp_path):
+    base_url, served, _ = http_server
     # The disease source as a git repository; a later commit deletes the metadata, so only the
     # pinned first commit curates.
     origin = tmp_path / "origin"

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib.util
 import re
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,26 +16,11 @@ from cxr.weights import NOTOP_WEIGHTS, fetch_weights, verify_weights, weights_pa
 FAKE = b"not really an HDF5 file " * 50
 
 
-class _Handler(SimpleHTTPRequestHandler):
-    def do_GET(self):
-        self.server.requests.append(self.path)
-        super().do_GET()
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
-def server(tmp_path):
-    """Serve tmp_path/srv on 127.0.0.1; yields (base url, served folder, list of request paths)."""
-    root = tmp_path / "srv"
-    root.mkdir()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(root)))
-    httpd.requests = []
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/mirror/", root, httpd.requests
-    httpd.shutdown()
-    httpd.server_close()
+def server(http_server):
+    """The shared 127.0.0.1 server (conftest) with a mirror folder as the weights' base URL."""
+    origin, root, requests = http_server
+    return f"{origin}/mirror/", root, requests
 
 
 def test_registry_entries_have_url_and_hash():

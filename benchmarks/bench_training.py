@@ -43,13 +43,12 @@ from cxr.images import load_image
 from cxr.models import (
     build_base,
     build_classifier,
-    build_head,
     preprocess,
     recalibrate_batchnorm,
     to_rgb,
 )
 from cxr.shards import read_shards, resize_square
-from cxr.training import TrainSettings, _epoch_order, configure_tensorflow, train
+from cxr.training import TrainSettings, _epoch_order, configure_tensorflow, seeded_head, train
 
 # _epoch_order is private to cxr.training; it is imported, not copied, so that the two paths
 # cannot drift apart: the comparison of weights needs the exact same batches.
@@ -123,13 +122,7 @@ def article_way(
         recalibrate_batchnorm(base, (preprocess(arch, c, image_size) for c in chunks), bs)
         recalibration = time.perf_counter() - begun
 
-    keras.utils.set_random_seed(seed)
-    head = build_head(
-        base.output_shape[1:],
-        pool_size=settings.pool_size,
-        dense_units=settings.dense_units,
-        dropout=settings.dropout,
-    )
+    head = seeded_head(base.output_shape[1:], settings)
     model = build_classifier(base, head)
     model.compile(
         optimizer=keras.optimizers.Adam(settings.learning_rate),

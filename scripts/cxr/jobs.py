@@ -164,9 +164,9 @@ def border_probe_job(
 
     from cxr import plots
     from cxr.audit import grouped_cv_probabilities, probe_result
-    from cxr.models import build_base, build_head, preprocess, recalibrate_batchnorm
+    from cxr.models import build_base, preprocess, recalibrate_batchnorm
     from cxr.shards import read_shards, shard_paths
-    from cxr.training import configure_tensorflow
+    from cxr.training import configure_tensorflow, seeded_head
 
     configure_tensorflow(threads)
     manifest = read_json(manifest_path)
@@ -182,6 +182,7 @@ def border_probe_job(
     groups = np.array([r["patient"].decode() for r in rows])
     arch = architecture(arch_name, training)
     size, batch = training["image_size"], training["batch_size"]
+    settings = settings_from_config(training, seed)
     path = weights_file(weights)
     keras.utils.set_random_seed(seed)
     base = build_base(arch, size, path)
@@ -192,11 +193,7 @@ def border_probe_job(
     log.info("border probe: %d images, features %s", len(y), features.shape[1:])
 
     def fit_predict(x_train, y_train, x_test):
-        keras.utils.set_random_seed(seed)
-        head = build_head(
-            features.shape[1:], pool_size=training["pool_size"],
-            dense_units=training["dense_units"], dropout=training["dropout"],
-        )  # fmt: skip
+        head = seeded_head(features.shape[1:], settings)
         head.compile(
             optimizer=keras.optimizers.Adam(training["learning_rate"]),
             loss="sparse_categorical_crossentropy",

@@ -457,6 +457,19 @@ def _batch_makers(
     return make_x, make_val, (image_size, image_size, 3)
 
 
+def seeded_head(feature_shape: tuple, settings: TrainSettings) -> keras.Model:
+    """The article's head, built right after `keras.utils.set_random_seed(settings.seed)`, so
+    its initial weights and Dropout stream never depend on what consumed randomness before
+    (the cached-feature equivalence needs this; FACTS.md)."""
+    keras.utils.set_random_seed(settings.seed)
+    return build_head(
+        feature_shape,
+        pool_size=settings.pool_size,
+        dense_units=settings.dense_units,
+        dropout=settings.dropout,
+    )
+
+
 def train(
     arch: Architecture,
     train_ds: tf.data.Dataset,
@@ -522,15 +535,7 @@ def train(
         seconds_features = time.perf_counter() - started
         logger.info("base ready for fitting in %.1f s", seconds_features)
 
-        # Seed again right before the head: its initial weights and Dropout stream must not
-        # depend on how much randomness building the base consumed (FACTS.md).
-        keras.utils.set_random_seed(seed)
-        head = build_head(
-            base.output_shape[1:],
-            pool_size=settings.pool_size,
-            dense_units=settings.dense_units,
-            dropout=settings.dropout,
-        )
+        head = seeded_head(base.output_shape[1:], settings)
         classifier = build_classifier(base, head)
         model = head if chosen == "cached-features" else classifier
 

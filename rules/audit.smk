@@ -1,13 +1,13 @@
 rule probe_borders:
     input:
-        manifest="results/shards/manifest.json",
+        manifest=f"{SHARDS}/manifest.json",
         weights=lambda wildcards: (
             [f"resources/weights/{AUDIT_ARCHITECTURE}.h5"] if USE_IMAGENET else []
         ),
     output:
-        probe="results/audit/border_probe.json",
+        probe=f"{AUDIT}/border_probe.json",
         examples=report(
-            "results/audit/border_examples.png",
+            f"{AUDIT}/border_examples.png",
             caption="../report/captions/border_examples.rst",
             category="Audit",
         ),
@@ -32,14 +32,14 @@ rule probe_borders:
 
 rule audit_leakage:
     input:
-        images="results/curated/images.csv",
-        exclusions="results/curated/exclusions.csv",
-        splits="results/splits/splits.csv",
-        split_summary="results/splits/summary.json",
-        border_probe="results/audit/border_probe.json",
+        images=f"{CURATED}/images.csv",
+        exclusions=f"{CURATED}/exclusions.csv",
+        splits=f"{SPLITS.format(protocol=PRIMARY)}/splits.csv",
+        split_summary=f"{SPLITS.format(protocol=PRIMARY)}/summary.json",
+        border_probe=f"{AUDIT}/border_probe.json",
     output:
-        audit="results/audit/leakage.json",
-        features="results/audit/trivial_features.csv",
+        audit=f"{AUDIT}/leakage.json",
+        features=f"{AUDIT}/trivial_features.csv",
     log:
         "logs/audit_leakage.log",
     benchmark:

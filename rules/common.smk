@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 from cxr import config as cxr_config  # noqa: E402
 from cxr.architectures import DEFAULT_ARCHITECTURES  # noqa: E402
 from cxr.errors import CxrError  # noqa: E402
+from cxr.protocols import RUN_NAME, protocols_to_run  # noqa: E402
 
 try:
     config.update(cxr_config.resolve(config))
@@ -21,6 +22,7 @@ validate(config, schema="config.schema.yaml", set_default=True)
 
 try:
     cxr_config.check(config, set(DEFAULT_ARCHITECTURES))
+    PROTOCOLS = protocols_to_run(config)
 except CxrError as error:
     raise WorkflowError(str(error))
 
@@ -30,6 +32,21 @@ ARCHITECTURES = config["training"]["architectures"]
 SEEDS = config["training"]["seeds"]
 USE_IMAGENET = config["training"]["weights"] == "imagenet"
 AUDIT_ARCHITECTURE = config["audit"]["architecture"] or ARCHITECTURES[0]
+PRIMARY = config["protocols"]["primary"]
+
+# The results layout, written once: rules name these patterns, scripts get the paths as named
+# inputs and outputs, and nothing rebuilds a path from a pattern elsewhere.
+CURATED = "results/curated"
+SHARDS = "results/shards"
+FEATURES = "results/features/{arch}"
+SPLITS = "results/{protocol}/splits"
+MODEL = "results/{protocol}/models/{arch}/{run}"
+EVAL = "results/{protocol}/eval/{arch}/{run}"
+EVAL_SUMMARY = "results/{protocol}/eval/summary.json"
+AUDIT = "results/audit"
+COMPARISON = "results/protocols/comparison.json"
+LEARNING_CURVE = "results/{protocol}/eval/learning_curve"
+REPORT = "results/report.html"
 
 
 localrules:
@@ -40,7 +57,8 @@ localrules:
 
 wildcard_constraints:
     arch="[A-Za-z0-9_]+",
-    seed=r"\d+",
+    run=RUN_NAME,
+    protocol="|".join(PROTOCOLS),
     source="[A-Za-z0-9_-]+",
 
 
@@ -57,8 +75,9 @@ def source_inputs(wildcards=None):
     return inputs
 
 
-# Settings that shape one training job. The lists of architectures and seeds (and the job's
-# resources) are left out: adding an architecture must not change, hence rerun, the others.
+# Settings that shape one architecture's base and its runs. The lists of architectures and
+# seeds (and the jobs' resources) are left out: adding an architecture must not change, hence
+# rerun, the others.
 PER_JOB_TRAINING = {
     k: v
     for k, v in config["training"].items()
@@ -77,17 +96,36 @@ PER_JOB_TRAINING = {
 }
 
 
-def job_training(arch):
-    """The training settings of one architecture's jobs, its own extra_architectures entry only."""
+def job_training(arch, protocol=None):
+    """The training settings of one architecture's jobs (its own extra_architectures entry
+    only), with a protocol's head settings over them."""
     extra = config["training"]["extra_architectures"]
+    head = PROTOCOLS[protocol].training if protocol else {}
     return {
         **PER_JOB_TRAINING,
+        **head,
         "extra_architectures": {arch: extra[arch]} if arch in extra else {},
     }
 
 
-def model_dir(arch, seed):
-    return f"results/models/{arch}/seed{seed}"
+def base_training(wildcards):
+    """What the base and its features depend on: not the head's settings."""
+    training = job_training(wildcards.arch)
+    return {
+        k: training[k]
+        for k in (
+            "image_size",
+            "batch_size",
+            "weights",
+            "onednn",
+            "extra_architectures",
+        )
+    }
+
+
+def run_params(wildcards):
+    run = PROTOCOLS[wildcards.protocol].run(wildcards.run)
+    return {"name": run.name, "seed": run.seed, "train_fraction": run.train_fraction}
 
 
 def weights_input(wildcards):
@@ -96,19 +134,54 @@ def weights_input(wildcards):
     return [f"resources/weights/{wildcards.arch}.h5"]
 
 
-def evaluation_jsons():
-    return expand("results/eval/{arch}/seed{seed}.json", arch=ARCHITECTURES, seed=SEEDS)
+def model_file(wildcards):
+    """The checkpoint that evaluation reads (evaluation.checkpoint)."""
+    name = (
+        "model.keras" if config["evaluation"]["checkpoint"] == "final" else "best.keras"
+    )
+    return os.path.join(MODEL.format(**wildcards), name)
+
+
+def protocol_runs(protocol, pattern):
+    """`pattern` filled for every architecture and run of `protocol`."""
+    return [
+        pattern.format(protocol=protocol, arch=arch, run=run.name)
+        for arch in ARCHITECTURES
+        for run in PROTOCOLS[protocol].runs()
+    ]
+
+
+def compared_runs(pattern):
+    """`pattern` for every run of the protocols the reproduction table compares."""
+    names = [p for p in dict.fromkeys(("article", PRIMARY)) if p in PROTOCOLS]
+    return [path for name in names for path in protocol_runs(name, pattern)]
+
+
+def protocol_facts(protocol):
+    return {
+        "description": protocol.description,
+        "seeds": list(protocol.seeds),
+        "train_fractions": list(protocol.train_fractions or []),
+        "training": protocol.training,
+        "runs": len(protocol.runs()),
+    }
+
+
+def learning_curve_protocols():
+    return [name for name, p in PROTOCOLS.items() if p.train_fractions is not None]
 
 
 def final_outputs():
     return [
-        "results/curated/images.csv",
-        "results/splits/splits.csv",
-        "results/shards/manifest.json",
-        *evaluation_jsons(),
-        "results/eval/summary.json",
-        "results/audit/leakage.json",
-        "results/report.html",
+        f"{CURATED}/images.csv",
+        *(EVAL_SUMMARY.format(protocol=p) for p in PROTOCOLS),
+        *(
+            f"{LEARNING_CURVE.format(protocol=p)}.png"
+            for p in learning_curve_protocols()
+        ),
+        COMPARISON,
+        f"{AUDIT}/leakage.json",
+        REPORT,
     ]
 
 

@@ -30,9 +30,9 @@ rule curate_images:
     input:
         source_inputs(),
     output:
-        images="results/curated/images.csv",
-        exclusions="results/curated/exclusions.csv",
-        flow="results/curated/flow.json",
+        images=f"{CURATED}/images.csv",
+        exclusions=f"{CURATED}/exclusions.csv",
+        flow=f"{CURATED}/flow.json",
     log:
         "logs/curate_images.log",
     benchmark:
@@ -42,35 +42,40 @@ rule curate_images:
     params:
         sources=SOURCES,
         curation=config["curation"],
+        chroma_threshold=config["marks"]["chroma_threshold"],
         labels=config["labels"],
         seed=config["seed"],
     script:
         "../scripts/curate_images.py"
 
 
-rule split_patients:
+rule split_protocol:
     input:
-        images="results/curated/images.csv",
+        images=f"{CURATED}/images.csv",
     output:
-        splits="results/splits/splits.csv",
-        summary="results/splits/summary.json",
+        splits=f"{SPLITS}/splits.csv",
+        removed=f"{SPLITS}/removed.csv",
+        summary=f"{SPLITS}/summary.json",
     log:
-        "logs/split_patients.log",
+        "logs/split_protocol/{protocol}.log",
     conda:
         "../envs/data.yaml"
     params:
-        fractions=config["splits"],
-        seed=config["seed"],
+        split=lambda wildcards: PROTOCOLS[wildcards.protocol].split_settings(),
+        marks=lambda wildcards: (
+            {k: config["marks"][k] for k in ("min_area", "ids")}
+            if PROTOCOLS[wildcards.protocol].exclude_marks
+            else None
+        ),
     script:
-        "../scripts/split_patients.py"
+        "../scripts/split_protocol.py"
 
 
 rule write_shards:
     input:
-        images="results/curated/images.csv",
-        splits="results/splits/splits.csv",
+        images=f"{CURATED}/images.csv",
     output:
-        manifest="results/shards/manifest.json",
+        manifest=f"{SHARDS}/manifest.json",
     log:
         "logs/write_shards.log",
     benchmark:
@@ -79,7 +84,7 @@ rule write_shards:
         "../envs/tf.yaml"
     params:
         image_size=config["shards"]["image_size"],
-        per_split=config["shards"]["per_split"],
+        shard_count=config["shards"]["count"],
         max_pixels=config["curation"]["max_pixels"],
     script:
         "../scripts/write_shards.py"

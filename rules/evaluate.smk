@@ -1,49 +1,52 @@
 rule evaluate_model:
     input:
-        model=lambda wildcards: (
-            f"{model_dir(wildcards.arch, wildcards.seed)}/"
-            + (
-                "model.keras"
-                if config["evaluation"]["checkpoint"] == "final"
-                else "best.keras"
-            )
-        ),
-        history="results/models/{arch}/seed{seed}/history.csv",
-        summary="results/models/{arch}/seed{seed}/summary.json",
-        manifest="results/shards/manifest.json",
+        model=model_file,
+        history=f"{MODEL}/history.csv",
+        summary=f"{MODEL}/summary.json",
+        base=f"{FEATURES}/base.keras",
+        features=f"{FEATURES}/features.npy",
+        table=f"{FEATURES}/features.csv",
+        manifest=f"{SHARDS}/manifest.json",
+        splits=f"{SPLITS}/splits.csv",
     output:
-        metrics="results/eval/{arch}/seed{seed}.json",
-        predictions="results/eval/{arch}/seed{seed}.predictions.csv",
+        metrics=f"{EVAL}.json",
+        predictions=f"{EVAL}.predictions.csv",
         roc=report(
-            "results/eval/{arch}/seed{seed}.roc.png",
+            f"{EVAL}.roc.png",
             caption="../report/captions/roc.rst",
             category="Results",
-            subcategory="{arch}",
+            subcategory="{protocol}",
+            labels={"architecture": "{arch}", "run": "{run}", "figure": "ROC"},
         ),
         confusion=report(
-            "results/eval/{arch}/seed{seed}.confusion.png",
+            f"{EVAL}.confusion.png",
             caption="../report/captions/confusion.rst",
             category="Results",
-            subcategory="{arch}",
+            subcategory="{protocol}",
+            labels={"architecture": "{arch}", "run": "{run}", "figure": "confusion"},
         ),
         curves=report(
-            "results/eval/{arch}/seed{seed}.curves.png",
+            f"{EVAL}.curves.png",
             caption="../report/captions/curves.rst",
             category="Training",
-            subcategory="{arch}",
+            subcategory="{protocol}",
+            labels={"architecture": "{arch}", "run": "{run}", "figure": "curves"},
         ),
     log:
-        "logs/evaluate_model/{arch}/seed{seed}.log",
+        "logs/evaluate_model/{protocol}/{arch}/{run}.log",
     benchmark:
-        "results/benchmarks/evaluate_model/{arch}/seed{seed}.tsv"
+        "results/benchmarks/evaluate_model/{protocol}/{arch}/{run}.tsv"
     conda:
         "../envs/tf.yaml"
     threads: config["training"]["threads"]
     resources:
         mem_mb=config["training"]["mem_mb"],
     params:
+        architecture="{arch}",
+        protocol="{protocol}",
+        run=run_params,
         evaluation=config["evaluation"],
-        training=lambda wildcards: job_training(wildcards.arch),
+        training=lambda wildcards: job_training(wildcards.arch, wildcards.protocol),
         labels=config["labels"],
     script:
         "../scripts/evaluate_model.py"
@@ -51,12 +54,53 @@ rule evaluate_model:
 
 rule summarise_evaluations:
     input:
-        evaluation_jsons(),
+        lambda wildcards: protocol_runs(wildcards.protocol, f"{EVAL}.json"),
     output:
-        summary="results/eval/summary.json",
+        summary=EVAL_SUMMARY,
     log:
-        "logs/summarise_evaluations.log",
+        "logs/summarise_evaluations/{protocol}.log",
     conda:
         "../envs/data.yaml"
     script:
         "../scripts/summarise_evaluations.py"
+
+
+rule plot_learning_curve:
+    input:
+        summary=EVAL_SUMMARY,
+    output:
+        table=f"{LEARNING_CURVE}.csv",
+        plot=report(
+            f"{LEARNING_CURVE}.png",
+            caption="../report/captions/learning_curve.rst",
+            category="Results",
+            subcategory="{protocol}",
+        ),
+    log:
+        "logs/plot_learning_curve/{protocol}.log",
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../scripts/plot_learning_curve.py"
+
+
+rule compare_protocols:
+    input:
+        # In the same order: evaluations[i] describes predictions[i].
+        evaluations=compared_runs(f"{EVAL}.json"),
+        predictions=compared_runs(f"{EVAL}.predictions.csv"),
+        splits=[f"{SPLITS.format(protocol=p)}/summary.json" for p in PROTOCOLS],
+    output:
+        comparison=COMPARISON,
+    log:
+        "logs/compare_protocols.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        protocols=list(PROTOCOLS),
+        primary=PRIMARY,
+        threshold=config["evaluation"]["threshold"],
+        n_boot=config["evaluation"]["bootstrap"],
+        seed=config["seed"],
+    script:
+        "../scripts/compare_protocols.py"

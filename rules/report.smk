@@ -1,34 +1,41 @@
 rule render_report:
     input:
-        flow="results/curated/flow.json",
-        images="results/curated/images.csv",
-        exclusions="results/curated/exclusions.csv",
-        splits="results/splits/splits.csv",
-        split_summary="results/splits/summary.json",
-        manifest="results/shards/manifest.json",
-        evaluations=evaluation_jsons(),
-        predictions=expand(
-            "results/eval/{arch}/seed{seed}.predictions.csv",
-            arch=ARCHITECTURES,
-            seed=SEEDS,
-        ),
-        histories=expand(
-            "results/models/{arch}/seed{seed}/history.csv",
-            arch=ARCHITECTURES,
-            seed=SEEDS,
-        ),
-        train_summaries=expand(
-            "results/models/{arch}/seed{seed}/summary.json",
-            arch=ARCHITECTURES,
-            seed=SEEDS,
-        ),
-        eval_summary="results/eval/summary.json",
-        audit="results/audit/leakage.json",
-        border_examples="results/audit/border_examples.png",
+        flow=f"{CURATED}/flow.json",
+        images=f"{CURATED}/images.csv",
+        exclusions=f"{CURATED}/exclusions.csv",
+        manifest=f"{SHARDS}/manifest.json",
+        # The primary protocol fills the main sections.
+        splits=f"{SPLITS.format(protocol=PRIMARY)}/splits.csv",
+        split_summary=f"{SPLITS.format(protocol=PRIMARY)}/summary.json",
+        evaluations=protocol_runs(PRIMARY, f"{EVAL}.json"),
+        predictions=protocol_runs(PRIMARY, f"{EVAL}.predictions.csv"),
+        figures=[
+            path
+            for kind in ("curves", "roc", "confusion")
+            for path in protocol_runs(PRIMARY, f"{EVAL}.{kind}.png")
+        ],
+        histories=protocol_runs(PRIMARY, f"{MODEL}/history.csv"),
+        train_summaries=protocol_runs(PRIMARY, f"{MODEL}/summary.json"),
+        eval_summary=EVAL_SUMMARY.format(protocol=PRIMARY),
+        # Every protocol, in protocols.run order.
+        protocol_splits=[f"{SPLITS.format(protocol=p)}/summary.json" for p in PROTOCOLS],
+        protocol_removed=[f"{SPLITS.format(protocol=p)}/removed.csv" for p in PROTOCOLS],
+        protocol_summaries=[EVAL_SUMMARY.format(protocol=p) for p in PROTOCOLS],
+        learning_curves=[
+            f"{LEARNING_CURVE.format(protocol=p)}.csv"
+            for p in learning_curve_protocols()
+        ],
+        learning_curve_plots=[
+            f"{LEARNING_CURVE.format(protocol=p)}.png"
+            for p in learning_curve_protocols()
+        ],
+        comparison=COMPARISON,
+        audit=f"{AUDIT}/leakage.json",
+        border_examples=f"{AUDIT}/border_examples.png",
         templates=report_templates(),
     output:
         report(
-            "results/report.html",
+            REPORT,
             caption="../report/captions/report.rst",
             category="Report",
         ),
@@ -40,6 +47,11 @@ rule render_report:
         config=config,
         labels=config["labels"],
         sources=SOURCES,
+        protocols=[
+            {"name": name, **protocol.split_settings(), **protocol_facts(protocol)}
+            for name, protocol in PROTOCOLS.items()
+        ],
+        primary=PRIMARY,
         template_dir=lambda wildcards, input: os.path.dirname(input.templates[0]),
     script:
         "../scripts/render_report.py"

@@ -12,19 +12,19 @@ rule fetch_weights:
         "../scripts/fetch_weights.py"
 
 
-rule train_model:
+rule extract_features:
     input:
-        manifest="results/shards/manifest.json",
+        manifest=f"{SHARDS}/manifest.json",
         weights=weights_input,
     output:
-        model="results/models/{arch}/seed{seed}/model.keras",
-        best="results/models/{arch}/seed{seed}/best.keras",
-        history="results/models/{arch}/seed{seed}/history.csv",
-        summary="results/models/{arch}/seed{seed}/summary.json",
+        base=f"{FEATURES}/base.keras",
+        features=f"{FEATURES}/features.npy",
+        table=f"{FEATURES}/features.csv",
+        summary=f"{FEATURES}/summary.json",
     log:
-        "logs/train_model/{arch}/seed{seed}.log",
+        "logs/extract_features/{arch}.log",
     benchmark:
-        "results/benchmarks/train_model/{arch}/seed{seed}.tsv"
+        "results/benchmarks/extract_features/{arch}.tsv"
     conda:
         "../envs/tf.yaml"
     threads: config["training"]["threads"]
@@ -33,7 +33,41 @@ rule train_model:
         mem_mb=config["training"]["mem_mb"],
         runtime=config["training"]["runtime"],
     params:
-        training=lambda wildcards: job_training(wildcards.arch),
-        out_dir=lambda wildcards: model_dir(wildcards.arch, wildcards.seed),
+        architecture="{arch}",
+        training=base_training,
+        seed=config["seed"],
+    script:
+        "../scripts/extract_features.py"
+
+
+rule train_model:
+    input:
+        features=f"{FEATURES}/features.npy",
+        table=f"{FEATURES}/features.csv",
+        base=f"{FEATURES}/base.keras",
+        feature_summary=f"{FEATURES}/summary.json",
+        manifest=f"{SHARDS}/manifest.json",
+        splits=f"{SPLITS}/splits.csv",
+    output:
+        model=f"{MODEL}/model.keras",
+        best=f"{MODEL}/best.keras",
+        history=f"{MODEL}/history.csv",
+        summary=f"{MODEL}/summary.json",
+    log:
+        "logs/train_model/{protocol}/{arch}/{run}.log",
+    benchmark:
+        "results/benchmarks/train_model/{protocol}/{arch}/{run}.tsv"
+    conda:
+        "../envs/tf.yaml"
+    threads: config["training"]["threads"]
+    resources:
+        gpu=config["training"]["gpus"],
+        mem_mb=config["training"]["mem_mb"],
+        runtime=config["training"]["runtime"],
+    params:
+        architecture="{arch}",
+        protocol="{protocol}",
+        run=run_params,
+        training=lambda wildcards: job_training(wildcards.arch, wildcards.protocol),
     script:
         "../scripts/train_model.py"

@@ -5,7 +5,8 @@ from cxr.io import write_csv, write_json
 from cxr.logs import run_logged
 
 
-def main(sources, curation, labels, seed, images_csv, exclusions_csv, flow_json) -> None:
+def main(*, outputs: dict, params: dict) -> None:
+    curation, labels = params["curation"], params["labels"]
     rules = Rules(
         disease_finding=curation["disease_finding"],
         views=tuple(curation["views"]),
@@ -13,23 +14,15 @@ def main(sources, curation, labels, seed, images_csv, exclusions_csv, flow_json)
         max_pixels=curation["max_pixels"],
         min_side=curation["min_side"],
         positive_label=labels["positive"],
+        chroma_threshold=params["chroma_threshold"],
     )
-    images, exclusions, flow = curate(sources, rules, seed)
-    write_csv(exclusions_csv, exclusions)
-    write_json(flow_json, flow)
+    sources = {name: dict(spec) for name, spec in params["sources"].items()}
+    images, exclusions, flow = curate(sources, rules, params["seed"])
+    write_csv(outputs["exclusions"], exclusions)
+    write_json(outputs["flow"], flow)
     check_classes(images, exclusions, [labels["positive"], labels["negative"]])
-    write_csv(images_csv, images)
+    write_csv(outputs["images"], images)
 
 
 sm = snakemake  # noqa: F821
-run_logged(
-    sm.log[0],
-    main,
-    {k: dict(v) for k, v in sm.params.sources.items()},
-    dict(sm.params.curation),
-    dict(sm.params.labels),
-    sm.params.seed,
-    sm.output.images,
-    sm.output.exclusions,
-    sm.output.flow,
-)
+run_logged(sm.log[0], main, outputs=dict(sm.output), params=dict(sm.params))

@@ -12,5 +12,7 @@ run_logged(
     config=dict(sm.params.config),
     sources={name: dict(spec) for name, spec in sm.params.sources.items()},
     labels=dict(sm.params.labels),
+    protocols=[dict(p) for p in sm.params.protocols],
+    primary=sm.params.primary,
     template_dir=sm.params.template_dir,
 )

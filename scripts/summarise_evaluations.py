@@ -5,9 +5,9 @@ from cxr.io import read_json, write_json
 from cxr.logs import run_logged
 
 
-def main(paths: list[str], out: str) -> None:
-    write_json(out, summarise([read_json(p) for p in paths]))
+def main(*, inputs: list[str], outputs: dict) -> None:
+    write_json(outputs["summary"], summarise([read_json(p) for p in inputs]))
 
 
 sm = snakemake  # noqa: F821
-run_logged(sm.log[0], main, list(sm.input), sm.output.summary)
+run_logged(sm.log[0], main, inputs=list(sm.input), outputs=dict(sm.output.items()))

@@ -229,3 +229,23 @@ def test_wilson_interval_contains_the_estimate_at_the_extremes():
         for k in (0, n):
             result = proportion(k, n)
             assert result["ci95"][0] <= result["value"] <= result["ci95"][1], (k, n)
+
+
+def test_bootstrap_difference_of_two_test_sets():
+    from cxr.metrics import bootstrap_difference, statistics
+
+    # Set a: 3 of 4 right at 0.5; set b: 1 of 4 right. Accuracy difference 0.75 - 0.25 = 0.5.
+    a = ([1, 1, 0, 0], [0.9, 0.2, 0.1, 0.3], ["p1", "p2", "p3", "p4"])
+    b = ([1, 1, 0, 0], [0.1, 0.2, 0.9, 0.3], ["q1", "q2", "q3", "q4"])
+    accuracy = statistics(0.5)["accuracy"]
+    result = bootstrap_difference(a, b, accuracy, n_boot=500, seed=1)
+    assert result["value"] == pytest.approx(0.5)
+    lo, hi = result["ci95"]
+    assert -1 <= lo <= 0.5 <= hi <= 1 and result["n_valid"] == 500
+    assert bootstrap_difference(a, b, accuracy, n_boot=500, seed=1) == result
+    assert bootstrap_difference(a, a, accuracy, n_boot=200, seed=1)["value"] == 0
+    sensitivity = statistics(0.5)["sensitivity"]
+    assert bootstrap_difference(a, b, sensitivity, n_boot=50)["value"] == pytest.approx(0.5)
+    # One class only: AUC undefined, the difference too; no crash.
+    one = ([1, 1], [0.2, 0.9], ["r1", "r2"])
+    assert bootstrap_difference(one, b, statistics(0.5)["roc_auc"], n_boot=20)["value"] is None

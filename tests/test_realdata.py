@@ -52,13 +52,13 @@ def test_splits_and_shards_on_real_data(curated, tmp_path):
     assert (splits.groupby("patient")["split"].nunique() == 1).all()
     trained = splits[splits["split"] != "external"]
     assert len(trained) == 138
-    manifest = write_shards(images, splits, tmp_path, image_size=64, shards_per_split=2,
-                            max_pixels=50_000_000)  # fmt: skip
-    assert sum(s["count"] for s in manifest["splits"].values()) == len(images) == 259
+    manifest = write_shards(images, tmp_path, image_size=64, count=2, max_pixels=50_000_000)
+    assert sum(s["count"] for s in manifest["shards"]) == len(images) == 259
 
 
 @pytest.mark.slow
 def test_article_configuration_end_to_end(shared_data, tmp_path):
+    """The article's protocol and the patient-disjoint one on the real data at 64 px."""
     config = {
         "dataset": "article_local",
         "datasets": {"article_local": {
@@ -66,12 +66,14 @@ def test_article_configuration_end_to_end(shared_data, tmp_path):
             "overrides": {"shards": {"image_size": 64}, "training": {
                 "image_size": 64, "epochs": 5, "seeds": [0], "architectures": ["DenseNet121"]}},
         }},
+        "protocols": {"run": ["article", "patient"], "primary": "patient"},
         "evaluation": {"bootstrap": 200},
     }  # fmt: skip
     path = tmp_path / "article_small.yaml"
     path.write_text(yaml.safe_dump(config))
     run_workflow(tmp_path / "run", str(path))
-    result = json.loads((tmp_path / "run/results/eval/DenseNet121/seed0.json").read_text())
+    results = tmp_path / "run/results"
+    result = json.loads((results / "patient/eval/DenseNet121/seed0.json").read_text())
     test = result["test"]
     cm = test["confusion_matrix"]
     assert cm["tp"] + cm["fn"] + cm["tn"] + cm["fp"] == test["n"] > 0
@@ -80,12 +82,30 @@ def test_article_configuration_end_to_end(shared_data, tmp_path):
         assert lo <= test[key]["value"] <= hi
     assert 0 <= test["roc_auc"]["value"] <= 1
     assert result["external"]["nih"]["false_positive_rate"]["n"] == 121
-    audit = json.loads((tmp_path / "run/results/audit/leakage.json").read_text())
+    audit = json.loads((results / "audit/leakage.json").read_text())
     verdicts = {v["check"]: v["verdict"] for v in audit["verdicts"]}
     # Kermany children's JPEGs vs many-sourced adult images: the file properties alone give
     # the class away.
     assert verdicts["trivial-feature probe"] == "flag"
     assert verdicts["label vs source"] == "flag"
-    splits = pd.read_csv(tmp_path / "run/results/splits/splits.csv")
-    assert (splits.groupby("patient")["split"].nunique() == 1).all()
-    assert (tmp_path / "run/results/report.html").stat().st_size > 10_000
+    # Both protocols split the same 138 images (68 COVID-19 + 70 Kermany) and test on the
+    # same 121 NIH adults; only the patient protocol keeps patients in one split.
+    for protocol in ("article", "patient"):
+        splits = pd.read_csv(results / f"{protocol}/splits/splits.csv")
+        assert (splits["split"] != "external").sum() == 138
+        assert (splits["split"] == "external").sum() == 121
+    patient = pd.read_csv(results / "patient/splits/splits.csv")
+    assert (patient.groupby("patient")["split"].nunique() == 1).all()
+    comparison = json.loads((results / "protocols/comparison.json").read_text())
+    leak = comparison["split_leakage"]["article"]
+    assert leak["test_images"] == round(0.2 * 138)  # exact image-level fractions
+    assert leak["test_images_whose_patient_is_in_train"] > 0  # 68 images of 45 patients
+    entry = comparison["architectures"]["DenseNet121"]
+    assert entry["article"]["accuracy"]["value"] is not None
+    assert entry["optimism"]["accuracy"]["ci95"] is not None
+    page = (results / "report.html").read_text()
+    start = page.index('<section id="reproduction">')
+    section = page[start : page.index("</section>", start)]
+    acc = entry["article"]["accuracy"]
+    assert f"{acc['value']:.2f} ({acc['ci95'][0]:.2f}-{acc['ci95'][1]:.2f})" in section
+    assert f"{leak['test_images_whose_patient_is_in_train']} of {leak['test_images']}" in section

@@ -18,10 +18,11 @@ from PIL import Image
 from conftest import REPO, synthetic_sources
 from cxr import report
 from cxr.audit import audit_leakage
+from cxr.compare import compare_protocols
 from cxr.curate import Rules, curate
 from cxr.evaluate import evaluate_predictions, summarise
 from cxr.io import read_json, write_csv, write_json
-from cxr.split import image_level_counterfactual, split_patients
+from cxr.split import image_level_counterfactual, split_patients, split_protocol
 from cxr.split import summarise as split_counts
 
 TEMPLATES = REPO / "report"
@@ -29,7 +30,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
 RUNS = (("MobileNet", 0), ("MobileNet", 1), ("DenseNet121", 0))  # two seeds of one
 LABELS = {"positive": "covid", "negative": "normal"}
-SECTIONS = ("summary", "data", "training", "results", "caveats", "reproducibility")
+SECTIONS = ("summary", "reproduction", "data", "training", "results", "learning-curve", "marks",
+            "caveats", "reproducibility", "checklist")  # fmt: skip
+MARKS = {"chroma_threshold": 60, "min_area": 0.0005, "ids": []}
 ALERT = "<script>alert(1)</script>"
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 WEIGHTS = "none (random, BatchNorm recalibrated)"
@@ -137,7 +140,71 @@ def results(synthetic_root, tmp_path_factory) -> dict:
     write_json(inputs["audit"], audit)
     _png(inputs["border_examples"], "grey")
     inputs = {k: str(v) for k, v in inputs.items()} | paths
+    inputs |= _protocol_results(out, images, splits, evaluations, paths)
     return {"inputs": inputs, "images": images, "splits": splits, "sources": sources}
+
+
+def _protocol_results(out, images, splits, patient_evals, paths) -> dict:
+    """The protocols' outputs: article (image split), no_marks, a learning curve, comparison."""
+    settings = {"fractions": FRACTIONS, "seed": 2020}
+    made = {}
+    for name, method, marks in (("patient", "patient", None), ("article", "image", None),
+                                ("no_marks", "patient", MARKS)):  # fmt: skip
+        made[name] = split_protocol(images, {"protocol": name, "method": method, **settings}, marks)
+    runs = [
+        {"evaluation": ev | {"protocol": "patient", "run": f"seed{ev['seed']}"},
+         "predictions": pd.read_csv(p, dtype={"patient": str}, keep_default_na=False)}
+        for ev, p in zip(patient_evals, paths["predictions"], strict=True)
+    ]  # fmt: skip
+    summaries = {"patient": summarise(patient_evals)}
+    for name in ("article", "no_marks"):
+        evals = []
+        for i, arch in enumerate(dict.fromkeys(a for a, _ in RUNS)):
+            predictions = _predictions(made[name][0], seed=10 + i)
+            ev = evaluate_predictions(predictions, threshold=0.5, n_boot=50, seed=0)
+            ev |= {"architecture": arch, "seed": 0, "protocol": name, "run": "seed0"}
+            evals.append(ev)
+            runs.append({"evaluation": ev, "predictions": predictions})
+        summaries[name] = summarise(evals)
+    comparison = compare_protocols(
+        runs, [m[2] for m in made.values()], article="article", primary="patient",
+        threshold=0.5, n_boot=50, seed=0,
+    )  # fmt: skip
+    extra = {
+        "comparison": out / "protocols/comparison.json",
+        "learning_curves": [str(out / "learning_curve/eval/learning_curve.csv")],
+        "learning_curve_plots": [str(out / "learning_curve/eval/learning_curve.png")],
+        "protocol_summaries": [],
+        "protocol_removed": [],
+    }
+    write_json(extra["comparison"], comparison)
+    for name in made:
+        write_json(out / f"{name}/eval/summary.json", summaries[name])
+        write_csv(out / f"{name}/splits/removed.csv", made[name][1])
+        extra["protocol_summaries"].append(str(out / f"{name}/eval/summary.json"))
+        extra["protocol_removed"].append(str(out / f"{name}/splits/removed.csv"))
+    curve = pd.DataFrame(
+        {"architecture": ["MobileNet", "MobileNet"], "train_fraction": [0.5, 1.0],
+         "repeats": [2, 2], "train_patients": [20.0, 40.0], "train_images": [31.0, 62.0],
+         "roc_auc_mean": [0.71, 0.83], "roc_auc_sd": [0.04, 0.02],
+         "roc_auc_ci_width": [0.31, 0.22], "accuracy_mean": [0.66, 0.74],
+         "accuracy_sd": [0.05, 0.03], "accuracy_ci_width": [0.35, 0.3]}
+    )  # fmt: skip
+    write_csv(extra["learning_curves"][0], curve)
+    _png(Path(extra["learning_curve_plots"][0]), "white")
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in extra.items()}
+
+
+PROTOCOLS = [
+    {"name": "article", "method": "image", "description": "the blog's protocol", "seeds": [0],
+     "runs": 1, "train_fractions": [], "exclude_marks": False},
+    {"name": "patient", "method": "patient", "description": "patient-disjoint", "seeds": [0, 1],
+     "runs": 2, "train_fractions": [], "exclude_marks": False},
+    {"name": "no_marks", "method": "patient", "description": "no marks", "seeds": [0],
+     "runs": 1, "train_fractions": [], "exclude_marks": True},
+    {"name": "learning_curve", "method": "patient", "description": "subsampled", "seeds": [0, 1],
+     "runs": 4, "train_fractions": [0.5, 1.0], "exclude_marks": False},
+]  # fmt: skip
 
 
 def _config(dataset: str = "synthetic") -> dict:
@@ -146,6 +213,8 @@ def _config(dataset: str = "synthetic") -> dict:
         "report": {"title": "Test report"},
         "curation": {"max_pixels": 50_000_000},
         "labels": LABELS,
+        "marks": MARKS,
+        "training": {"epochs": 3, "batch_size": 8, "learning_rate": 0.001},
         "notes": ALERT,  # config text must be escaped inside <pre> too
     }
 
@@ -153,8 +222,9 @@ def _config(dataset: str = "synthetic") -> dict:
 @pytest.fixture(scope="module")
 def context(results) -> dict:
     return report.build_context(
-        results["inputs"], config=_config(), sources=results["sources"], labels=LABELS
-    )
+        results["inputs"], config=_config(), sources=results["sources"], labels=LABELS,
+        protocols=PROTOCOLS, primary="patient",
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -287,7 +357,7 @@ def test_write_report_is_atomic_and_complete(results, tmp_path):
     out = tmp_path / "report.html"
     report.write_report(
         results["inputs"], out, config=_config("article_local"), sources=results["sources"],
-        labels=LABELS, template_dir=TEMPLATES,
+        labels=LABELS, template_dir=TEMPLATES, protocols=PROTOCOLS,
     )  # fmt: skip
     page = out.read_text(encoding="utf-8")
     assert page.rstrip().endswith("</html>")
@@ -338,3 +408,84 @@ def test_chromium_renders_the_report(page, tmp_path):
     with Image.open(shot) as image:
         assert image.size == (1200, 3000)
         assert len(image.convert("L").getcolors(1 << 16) or []) > 10  # not a blank page
+
+
+# ---------------------------------------------------------------- protocol sections
+
+
+def _section(page: str, name: str) -> str:
+    start = page.index(f'<section id="{name}">')
+    return _text(page[start : page.index("</section>", start)])
+
+
+def test_reproduction_table_puts_the_article_beside_the_patient_protocol(results, page):
+    comparison = read_json(results["inputs"]["comparison"])
+    text = _section(page, "reproduction")
+    for arch, entry in comparison["architectures"].items():
+        assert arch in text
+        for side in ("article", "primary"):
+            acc = entry[side]["accuracy"]
+            assert f"{acc['value']:.2f} ({acc['ci95'][0]:.2f}-{acc['ci95'][1]:.2f})" in text
+        diff = entry["optimism"]["accuracy"]
+        lo, hi = diff["ci95"]
+        assert f"{100 * diff['value']:+.0f} ({100 * lo:+.0f} to {100 * hi:+.0f})" in text
+    leak = comparison["split_leakage"]["article"]
+    assert leak["test_images_whose_patient_is_in_train"] > 0  # the image split leaks here
+    assert (
+        f"{leak['test_images_whose_patient_is_in_train']} of {leak['test_images']} test images"
+        in text
+    )
+    for protocol in PROTOCOLS:
+        assert protocol["name"] in text and protocol["description"] in text
+
+
+def test_optimism_is_the_difference_of_the_two_columns(results):
+    comparison = read_json(results["inputs"]["comparison"])
+    for entry in comparison["architectures"].values():
+        for key in comparison["compared"]:
+            a, b = entry["article"][key]["value"], entry["primary"][key]["value"]
+            diff = entry["optimism"][key]
+            if a is not None and b is not None:
+                assert diff["value"] == pytest.approx(a - b)
+                assert diff["ci95"][0] <= diff["value"] <= diff["ci95"][1]
+
+
+def test_learning_curve_section_lists_every_row(page):
+    text = _section(page, "learning-curve")
+    assert "0.71 ± 0.04" in text and "0.83 ± 0.02" in text  # ROC AUC mean ± SD per fraction
+    assert "20.0" in text and "40.0" in text  # training patients
+    assert "Protocol learning_curve" in text
+
+
+def test_marks_section_counts_marked_images_per_source(results, context, page):
+    images = results["images"]
+    marked = images[images["mark_area"].astype(float) >= MARKS["min_area"]]
+    assert len(marked) > 0  # the synthetic generator plants coloured arrows
+    assert context["marks"]["n_marked"] == len(marked)
+    by_source = {(c["label"], c["source"]): c["marked"] for c in context["marks"]["counts"]}
+    assert sum(by_source.values()) == len(marked)
+    assert by_source[("covid", "covid")] == len(marked)  # arrows only on disease images
+    assert len(context["marks"]["samples"]) == min(6, len(marked))
+    removed = {p["name"]: p["removed"] for p in context["marks"]["protocols"]}
+    assert removed == {"patient": 0, "article": 0, "no_marks": len(marked)}
+    assert f"{len(marked)} curated images are marked" in _section(page, "marks")
+
+
+def test_conclusion_is_written_from_the_numbers(context, page):
+    text = " ".join(context["conclusion"])
+    small = context["small"]
+    assert f"({small['n']} images of {small['n_patients']} patients)" in text
+    assert "article's own protocol" in text and "external healthy images" in text
+    assert "flag the trivial-feature probe" in text  # the synthetic default is confounded
+    assert text.split(".")[0] in _text(page)
+
+
+def test_checklist_has_every_claim_item_and_valid_links(context, page):
+    rows = context["checklist"]["rows"]
+    assert [r["item"] for r in rows] == list(range(1, 43))
+    anchors = {attrs.get("id") for tag, attrs in _tags(page) if tag == "section"}
+    links = [a["href"] for tag, a in _tags(page) if tag == "a" and a.get("href", "")[:1] == "#"]
+    assert links and all(href[1:] in anchors for href in links)
+    by_item = {r["item"]: r for r in rows}
+    assert by_item[31]["status"] == "not met"  # no saliency maps yet
+    assert by_item[32]["status"] == "met"  # an external source was evaluated

@@ -8,40 +8,49 @@ import pytest
 from conftest import synthetic_sources
 from cxr.curate import Rules, curate
 from cxr.io import sha256_file
-from cxr.shards import read_shards, shard_paths, write_shards
-from cxr.split import split_patients
+from cxr.shards import load_images, read_shards, shard_paths, write_shards
 
 
 @pytest.fixture(scope="module")
 def curated(synthetic_root):
-    images = curate(synthetic_sources(synthetic_root), Rules(), seed=2020)[0]
-    splits = split_patients(images, {"train": 0.7, "val": 0.1, "test": 0.2}, seed=0)
-    return images, splits
+    return curate(synthetic_sources(synthetic_root), Rules(), seed=2020)[0]
 
 
 def test_two_runs_write_identical_bytes(curated, tmp_path):
-    images, splits = curated
-    a = write_shards(images, splits, tmp_path / "a", image_size=32, shards_per_split=2,
-                     max_pixels=10**7)  # fmt: skip
-    b = write_shards(images, splits, tmp_path / "b", image_size=32, shards_per_split=2,
-                     max_pixels=10**7)  # fmt: skip
+    a = write_shards(curated, tmp_path / "a", image_size=32, count=3, max_pixels=10**7)
+    b = write_shards(curated, tmp_path / "b", image_size=32, count=3, max_pixels=10**7)
     assert a == b
     files = sorted(p.name for p in (tmp_path / "a").glob("*.tfrecord"))
-    assert len(files) == 8  # 4 splits x 2 shards
+    assert files == [f"images-{k:05d}-of-00003.tfrecord" for k in range(3)]
     for name in files:
         assert sha256_file(tmp_path / "a" / name) == sha256_file(tmp_path / "b" / name)
-    assert sum(s["count"] for s in a["splits"].values()) == len(images)
+    # every curated image once, whatever protocol later trains or tests on it
+    assert a["count"] == sum(s["count"] for s in a["shards"]) == len(curated)
 
 
 def test_reader_returns_every_image_with_its_fields(curated, tmp_path):
-    images, splits = curated
-    manifest = write_shards(images, splits, tmp_path, image_size=32, shards_per_split=2,
-                            max_pixels=10**7)  # fmt: skip
-    dataset = read_shards(shard_paths(manifest, tmp_path, "test"), image_size=48)
-    seen = list(dataset.as_numpy_iterator())
-    expected = splits[splits["split"] == "test"].set_index("id")
+    manifest = write_shards(curated, tmp_path, image_size=32, count=2, max_pixels=10**7)
+    seen = list(read_shards(shard_paths(manifest, tmp_path), image_size=48).as_numpy_iterator())
+    expected = curated.set_index("id")
     assert sorted(e["id"].decode() for e in seen) == sorted(expected.index)
     for element in seen:
         assert element["image"].shape == (48, 48, 1) and element["image"].dtype == np.uint8
         row = expected.loc[element["id"].decode()]
         assert element["label"] == row["y"] and element["patient"].decode() == row["patient"]
+        assert element["role"].decode() == row["role"]
+
+
+def test_load_images_picks_ids_in_the_order_asked(curated, tmp_path):
+    from cxr.errors import DataError
+    from cxr.io import write_json
+
+    manifest = write_shards(curated, tmp_path, image_size=32, count=2, max_pixels=10**7)
+    write_json(tmp_path / "manifest.json", manifest)
+    ids = list(curated["id"].iloc[[5, 0, 3]])
+    images, table = load_images(tmp_path / "manifest.json", ids)
+    assert list(table["id"]) == ids and images.shape == (3, 32, 32, 1)
+    everything, full = load_images(tmp_path / "manifest.json")
+    assert len(full) == len(curated)
+    assert np.array_equal(images[1], everything[full.index[full["id"] == ids[1]][0]])
+    with pytest.raises(DataError, match="not in the shards"):
+        load_images(tmp_path / "manifest.json", ["nope/x.png"])

@@ -25,7 +25,8 @@ CONFIGS = [
     REPO / "tests/configs/tiny.yaml",
     REPO / "tests/configs/slurm.yaml",
 ]
-BACKUP = "results/models/MobileNet/seed0/backup/state.json"
+GPU_RULES = ("extract_features", "train_model")
+BACKUP = "results/patient/models/MobileNet/seed0/backup/state.json"
 
 
 def start(workdir: Path, log: Path) -> subprocess.Popen:
@@ -71,7 +72,8 @@ def test_real_workflow_on_slurm_with_gpu_and_resume(slurm_cluster, tmp_path, cap
 
     proc = start(tmp_path, log2)
     assert wait(proc, log2) == 0, log2.read_text()[-4000:]
-    summary = json.loads((tmp_path / "results/models/MobileNet/seed0/summary.json").read_text())
+    summary_path = tmp_path / "results/patient/models/MobileNet/seed0/summary.json"
+    summary = json.loads(summary_path.read_text())
     assert summary["resumed_from_epoch"] >= 1 and summary["epochs_run"] == 400
     job_environment = summary["runtime"]["environment"]
     assert job_environment["CUDA_VISIBLE_DEVICES"] == "0"  # SLURM handed the job its one GPU
@@ -83,15 +85,18 @@ def test_real_workflow_on_slurm_with_gpu_and_resume(slurm_cluster, tmp_path, cap
         info = slurm_cluster.show_job(job_id)
         expected = "CANCELLED" if job_id == train_jobs[0] else "COMPLETED"
         assert info["JobState"] == expected, (rule, info)
-        assert info["Partition"] == ("gpu" if rule == "train_model" else "cpu"), (rule, info)
-        assert ("gpu:1" in info.get("TresPerJob", "")) == (rule == "train_model"), (rule, info)
+        on_gpu = rule in GPU_RULES
+        assert info["Partition"] == ("gpu" if on_gpu else "cpu"), (rule, info)
+        assert ("gpu:1" in info.get("TresPerJob", "")) == on_gpu, (rule, info)
     sbatch = SBATCH_CALL.findall(log1.read_text() + log2.read_text())
     training = [line for line in sbatch if "--comment rule_train_model" in line]
+    features = [line for line in sbatch if "--comment rule_extract_features" in line]
     assert len(training) == 2 and all(" --gpus=1" in line for line in training)
-    assert not any("--gpus" in line for line in sbatch if line not in training)
+    assert len(features) == 1 and " --gpus=1" in features[0]
+    assert not any("--gpus" in line for line in sbatch if line not in training + features)
     with capsys.disabled():
         print("\nsbatch lines of the real workflow's training jobs (tests/test_slurm.py):")
-        for line in training:
+        for line in features + training:
             print("  " + line.split(" --wrap=")[0])
 
 

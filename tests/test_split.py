@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -63,3 +64,85 @@ def test_counterfactual_counts_patients_on_both_sides():
     assert 0 < train_test_shared <= 10
     assert result["test_images_whose_patient_is_in_train"] == train_test_shared
     assert result["patients_total"] == 10
+
+
+# ---------------------------------------------------------------- protocols' splits
+
+
+def test_image_level_split_ignores_patients_and_has_exact_fractions(images):
+    from cxr.split import split_images
+
+    splits = split_images(images, FRACTIONS, seed=3)
+    pool = splits[splits["split"] != "external"]
+    n = len(pool)
+    counts = pool["split"].value_counts()
+    assert counts["test"] == round(0.2 * n) and counts["val"] == round(0.1 * n)
+    assert counts["train"] == n - round(0.2 * n) - round(0.1 * n)
+    # No grouping: with patients of several images some straddle train and test.
+    per_patient = pool.groupby("patient")["split"].nunique()
+    assert (per_patient > 1).any()
+    # Stratified by label: the test split's share of each class is the pool's, within 1 image.
+    for label, part in pool.groupby("label"):
+        expected = 0.2 * len(part)
+        assert abs((part["split"] == "test").sum() - expected) <= 1, label
+    assert (splits.loc[images.sort_values("id")["role"].values == "external", "split"]
+            == "external").all()  # fmt: skip
+    assert split_images(images, FRACTIONS, seed=3).equals(splits)
+
+
+def test_learning_curve_subsets_are_nested_and_leave_test_alone(images):
+    from cxr.split import subsample_patients
+
+    splits = split_patients(images, FRACTIONS, seed=3)
+    test_patients = set(splits.loc[splits["split"] == "test", "patient"])
+    train_patients = splits.loc[splits["split"] == "train"].groupby("y")["patient"].nunique()
+    for seed in (0, 1):
+        previous: set = set()
+        for fraction in (0.25, 0.5, 0.75, 1.0):
+            rows = subsample_patients(splits, fraction, seed)
+            patients = set(rows["patient"])
+            assert previous <= patients, (seed, fraction)  # nested
+            assert not patients & test_patients
+            assert set(rows["split"]) == {"train"}
+            per_label = rows.groupby("y")["patient"].nunique()
+            for y, total in train_patients.items():
+                assert per_label[y] == max(1, int(np.ceil(fraction * total))), (fraction, y)
+            previous = patients
+        assert previous == set(splits.loc[splits["split"] == "train", "patient"])
+    # Other seeds draw other subsets.
+    a = set(subsample_patients(splits, 0.25, 0)["patient"])
+    b = set(subsample_patients(splits, 0.25, 1)["patient"])
+    assert a != b
+
+
+def test_marked_images_are_removed_with_their_reason(images):
+    from cxr.split import remove_marked, split_protocol
+
+    frame = images.copy()
+    frame["mark_area"] = 0.0
+    frame["mark_box"] = ""
+    ids = list(frame["id"].iloc[:3])
+    frame.loc[frame["id"] == ids[0], ["mark_area", "mark_box"]] = [0.004, "1 2 30 12"]
+    frame.loc[frame["id"] == ids[1], ["mark_area", "mark_box"]] = [0.0001, "5 5 7 7"]  # speck
+    kept, removed = remove_marked(frame, min_area=0.0005, ids=[ids[2]])
+    assert list(removed["id"]) == [ids[0], ids[2]]
+    assert list(removed["reason"]) == ["coloured annotation mark", "listed in marks.ids"]
+    assert "0.400% of the image" in removed["detail"].iloc[0]
+    assert len(kept) + len(removed) == len(frame)
+    settings = {"protocol": "no_marks", "method": "patient", "fractions": FRACTIONS, "seed": 3}
+    splits, removed, summary = split_protocol(frame, settings, {"min_area": 0.0005, "ids": []})
+    assert len(splits) + len(removed) == len(frame) and list(removed["id"]) == [ids[0]]
+    assert summary["removed"]["count"] == 1 and summary["patients_in_several_splits"] == 0
+    assert ids[0] not in set(splits["id"])
+
+
+def test_split_protocol_summary_counts_the_article_leak(images):
+    from cxr.split import split_protocol
+
+    settings = {"protocol": "article", "method": "image", "fractions": FRACTIONS, "seed": 3}
+    splits, removed, summary = split_protocol(images, settings, None)
+    test = splits[splits["split"] == "test"]
+    train = set(splits.loc[splits["split"] == "train", "patient"])
+    assert summary["test_images_whose_patient_is_in_train"] == test["patient"].isin(train).sum()
+    assert summary["test_images_whose_patient_is_in_train"] > 0
+    assert removed.empty and "image_level_counterfactual" not in summary

@@ -11,6 +11,7 @@ from cxr.io import sha256_file
 from workflow import run_workflow
 
 pytestmark = pytest.mark.slow
+PROTOCOLS = ("article", "patient", "no_marks", "learning_curve")
 
 
 @pytest.fixture(scope="module")
@@ -29,15 +30,21 @@ def test_accounting_and_disjoint_splits(tiny):
     images = pd.read_csv(tiny / "results/curated/images.csv")
     exclusions = pd.read_csv(tiny / "results/curated/exclusions.csv")
     assert len(images) + len(exclusions) == flow["total"] > 0
-    splits = pd.read_csv(tiny / "results/splits/splits.csv")
+    splits = pd.read_csv(tiny / "results/patient/splits/splits.csv")
     assert (splits.groupby("patient")["split"].nunique() == 1).all()
     manifest = load(tiny / "results/shards/manifest.json")
-    assert sum(s["count"] for s in manifest["splits"].values()) == len(images)
+    assert sum(s["count"] for s in manifest["shards"]) == manifest["count"] == len(images)
+    # Every protocol accounts for every curated image: in its split table or removed.
+    for protocol in PROTOCOLS:
+        kept = pd.read_csv(tiny / f"results/{protocol}/splits/splits.csv")
+        removed = pd.read_csv(tiny / f"results/{protocol}/splits/removed.csv")
+        assert len(kept) + len(removed) == len(images), protocol
+        assert set(kept["id"]).isdisjoint(removed["id"])
 
 
 def test_evaluation_json_invariants(tiny):
     for arch in ("MobileNet", "DenseNet121"):
-        result = load(tiny / f"results/eval/{arch}/seed0.json")
+        result = load(tiny / f"results/patient/eval/{arch}/seed0.json")
         test = result["test"]
         cm = test["confusion_matrix"]
         assert cm["tp"] + cm["fn"] == test["n_positive"]
@@ -52,7 +59,7 @@ def test_evaluation_json_invariants(tiny):
         assert result["weights"].startswith("none")
         fpr = result["external"]["nih"]["false_positive_rate"]
         assert fpr["n"] > 0 and fpr["ci95"][0] <= fpr["value"] <= fpr["ci95"][1]
-        predictions = pd.read_csv(tiny / f"results/eval/{arch}/seed0.predictions.csv")
+        predictions = pd.read_csv(tiny / f"results/patient/eval/{arch}/seed0.predictions.csv")
         assert (predictions["split"] == "test").sum() == test["n"]
 
 
@@ -76,12 +83,18 @@ DETERMINISTIC = [
     "results/curated/images.csv",
     "results/curated/exclusions.csv",
     "results/curated/flow.json",
-    "results/splits/splits.csv",
-    "results/splits/summary.json",
+    "results/patient/splits/splits.csv",
+    "results/patient/splits/summary.json",
+    "results/article/splits/splits.csv",
+    "results/no_marks/splits/removed.csv",
     "results/shards/manifest.json",
-    "results/eval/MobileNet/seed0.json",
-    "results/eval/DenseNet121/seed0.json",
-    "results/eval/DenseNet121/seed0.predictions.csv",
+    "results/features/DenseNet121/features.npy",
+    "results/patient/eval/MobileNet/seed0.json",
+    "results/patient/eval/DenseNet121/seed0.json",
+    "results/patient/eval/DenseNet121/seed0.predictions.csv",
+    "results/article/eval/DenseNet121/seed0.json",
+    "results/learning_curve/eval/DenseNet121/f050-seed0.json",
+    "results/protocols/comparison.json",
     "results/audit/leakage.json",
 ]
 
@@ -96,9 +109,12 @@ def test_two_clean_runs_are_byte_identical(tiny, tmp_path):
 
 def test_report_is_written_with_every_section(tiny):
     html = (tiny / "results/report.html").read_text()
-    for section in ("summary", "data", "training", "results", "caveats", "reproducibility"):
+    for section in ("summary", "reproduction", "data", "training", "results", "learning-curve",
+                    "marks", "caveats", "reproducibility", "checklist"):  # fmt: skip
         assert f'id="{section}"' in html, section
     assert "<script" not in html
+    for protocol in PROTOCOLS:
+        assert f"<td>{protocol}" in html, protocol
 
 
 def test_killed_run_then_rerun_gives_the_clean_outputs(tiny, tmp_path):
@@ -120,7 +136,7 @@ def test_killed_run_then_rerun_gives_the_clean_outputs(tiny, tmp_path):
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     deadline = time.monotonic() + 300
-    while not list((tmp_path / "results/models").glob("*/seed0/backup/state.json")):
+    while not list((tmp_path / "results/patient/models").glob("*/seed0/backup/state.json")):
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # no chance to clean up: a power cut, an OOM kill
@@ -130,3 +146,27 @@ def test_killed_run_then_rerun_gives_the_clean_outputs(tiny, tmp_path):
     run_workflow(tmp_path, "tiny.yaml", targets=tuple(DETERMINISTIC), extra=("--rerun-incomplete",))
     for rel in DETERMINISTIC:
         assert sha256_file(tiny / rel) == sha256_file(tmp_path / rel), rel
+
+
+def test_every_protocol_ran_on_the_shared_features(tiny):
+    """One base forward pass per architecture; every protocol's runs are heads on it."""
+    for arch in ("MobileNet", "DenseNet121"):
+        features = load(tiny / f"results/features/{arch}/summary.json")
+        assert features["forward_passes_per_image"] == 1
+        for protocol, runs in (("article", ["seed0"]), ("patient", ["seed0"]),
+                               ("no_marks", ["seed0"]),
+                               ("learning_curve", ["f050-seed0", "f100-seed0"])):  # fmt: skip
+            for run in runs:
+                summary = load(tiny / f"results/{protocol}/models/{arch}/{run}/summary.json")
+                assert summary["path"] == "stored-features", (protocol, run)
+                result = load(tiny / f"results/{protocol}/eval/{arch}/{run}.json")
+                assert result["prediction"]["full_model_check"]["passed"]
+    curve = load(tiny / "results/learning_curve/eval/summary.json")["learning_curve"]
+    patients = {(r["architecture"], r["train_fraction"]): r["train_patients"] for r in curve}
+    assert patients[("DenseNet121", 0.5)] < patients[("DenseNet121", 1.0)]
+    no_marks = pd.read_csv(tiny / "results/no_marks/splits/removed.csv")
+    assert len(no_marks) > 0 and set(no_marks["reason"]) == {"coloured annotation mark"}
+    comparison = load(tiny / "results/protocols/comparison.json")
+    leak = comparison["split_leakage"]
+    assert leak["article"]["test_images_whose_patient_is_in_train"] > 0
+    assert leak["patient"]["test_images_whose_patient_is_in_train"] == 0

@@ -280,7 +280,8 @@ def audit_leakage(
     pairs = near_duplicates(frame["id"].tolist(), frame["split"].tolist(), hashes, max_distance)
     audit = {
         "patient_overlap": patient_overlap(splits),
-        "image_level_counterfactual": split_summary["image_level_counterfactual"],
+        # Only a patient-disjoint primary protocol has it (an image-level one IS that split).
+        "image_level_counterfactual": split_summary.get("image_level_counterfactual") or {},
         "near_duplicates": {
             "hash": f"imagehash.phash, {PHASH_SIZE * PHASH_SIZE} bits",
             "max_distance": max_distance,

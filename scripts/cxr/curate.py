@@ -33,6 +33,8 @@ IMAGE_COLUMNS = [
     "mode",
     "format",
     "bit_depth",
+    "mark_area",
+    "mark_box",
     "view",
     "finding",
     "modality",
@@ -54,6 +56,8 @@ class Rules:
     max_pixels: int = 50_000_000
     min_side: int = 32
     positive_label: str = "covid"
+    # Pixels with max(R,G,B) - min(R,G,B) at least this are coloured (annotation marks).
+    chroma_threshold: int = 60
 
 
 @dataclass
@@ -139,7 +143,12 @@ def curate(
         for i, row in enumerate(records.to_dict("records"), start=1):
             try:
                 path = resolve_inside(root, row["file"])
-                _, info = load_image(path, max_pixels=rules.max_pixels, min_side=rules.min_side)
+                _, info = load_image(
+                    path,
+                    max_pixels=rules.max_pixels,
+                    min_side=rules.min_side,
+                    chroma_threshold=rules.chroma_threshold,
+                )
             except ImageRejected as exc:
                 # Name files as the source does, not by absolute paths: the log must not
                 # depend on where the workflow runs (reruns elsewhere give the same bytes).
@@ -198,6 +207,8 @@ def curate(
                     "mode": info.mode,
                     "format": info.format,
                     "bit_depth": info.bit_depth,
+                    "mark_area": info.mark_area,
+                    "mark_box": info.mark_box,
                     "view": row["view"],
                     "finding": row["finding"],
                     "modality": row["modality"],

@@ -106,25 +106,65 @@ def evaluate_model(
 
 
 def summarise(evaluations: list[dict]) -> dict:
-    """Mean, SD, min and max over seeds of the headline metrics, per architecture."""
-    by_arch: dict[str, list[dict]] = {}
-    for ev in evaluations:
-        by_arch.setdefault(ev["architecture"], []).append(ev)
-    summary = {}
-    for arch, runs in sorted(by_arch.items()):
-        entry = {"seeds": [r["seed"] for r in runs], "n_test": runs[0]["test"]["n"]}
-        for key in ("accuracy", "sensitivity", "specificity", "roc_auc", "f1"):
-            values = [r["test"][key]["value"] for r in runs if r["test"][key]["value"] is not None]
-            entry[key] = _spread(values)
-        for source in runs[0].get("external", {}):
-            values = [
-                r["external"][source]["false_positive_rate"]["value"]
-                for r in runs
-                if r["external"][source]["false_positive_rate"]["value"] is not None
-            ]
-            entry[f"external_fpr_{source}"] = _spread(values)
-        summary[arch] = entry
+    """Mean, SD, min and max over seeds of the headline metrics, per architecture (runs on the
+    whole training split); a protocol with a learning curve adds `learning_curve`."""
+    full = [ev for ev in evaluations if ev.get("train_fraction") in (None, 1.0)]
+    summary = {arch: _summarise_runs(runs) for arch, runs in _by(full, "architecture").items()}
+    curve = [ev for ev in evaluations if ev.get("train_fraction") is not None]
+    if curve:
+        summary["learning_curve"] = learning_curve(curve)
     return summary
+
+
+def _by(evaluations: list[dict], key: str) -> dict:
+    groups: dict = {}
+    for ev in evaluations:
+        groups.setdefault(ev[key], []).append(ev)
+    return dict(sorted(groups.items()))
+
+
+def _summarise_runs(runs: list[dict]) -> dict:
+    entry = {"seeds": [r["seed"] for r in runs], "n_test": runs[0]["test"]["n"]}
+    for key in ("accuracy", "sensitivity", "specificity", "roc_auc", "f1"):
+        values = [r["test"][key]["value"] for r in runs if r["test"][key]["value"] is not None]
+        entry[key] = _spread(values)
+    for source in runs[0].get("external", {}):
+        values = [
+            r["external"][source]["false_positive_rate"]["value"]
+            for r in runs
+            if r["external"][source]["false_positive_rate"]["value"] is not None
+        ]
+        entry[f"external_fpr_{source}"] = _spread(values)
+    return entry
+
+
+def _width(metric: dict) -> float | None:
+    ci = metric.get("ci95_patient_bootstrap") or metric.get("ci95")
+    return None if not ci else ci[1] - ci[0]
+
+
+def learning_curve(evaluations: list[dict]) -> list[dict]:
+    """One row per architecture and training fraction: training patients, and per metric the
+    mean and SD over repeats and the mean width of the 95% interval."""
+    rows = []
+    for arch, runs in _by(evaluations, "architecture").items():
+        for fraction, group in _by(runs, "train_fraction").items():
+            row = {
+                "architecture": arch,
+                "train_fraction": fraction,
+                "repeats": len(group),
+                "train_patients": _spread([r["training"]["n_train_patients"] for r in group])[
+                    "mean"
+                ],
+                "train_images": _spread([r["training"]["n_train"] for r in group])["mean"],
+            }
+            for key in ("roc_auc", "accuracy", "sensitivity", "specificity"):
+                values = [r["test"][key]["value"] for r in group]
+                widths = [_width(r["test"][key]) for r in group]
+                row[key] = _spread([v for v in values if v is not None])
+                row[f"{key}_ci_width"] = _spread([w for w in widths if w is not None])["mean"]
+            rows.append(row)
+    return rows
 
 
 def _spread(values: list[float]) -> dict:

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from cxr.marks import find_colour_marks
+
 # Pillow only warns above MAX_IMAGE_PIXELS and errors at twice that; we want our own limit to be
 # a hard, explicit exclusion, so Pillow's global is switched off and checked here instead.
 Image.MAX_IMAGE_PIXELS = None
@@ -38,6 +40,10 @@ class ImageInfo:
     format: str
     pixel_sha256: str
     bit_depth: int
+    # Largest coloured region (burnt-in annotation marks) as a share of the image, and its box
+    # (left, top, right, bottom) as displayed; 0.0 and "" when not measured or none found.
+    mark_area: float = 0.0
+    mark_box: str = ""
 
 
 def resolve_inside(root: Path, relative: str) -> Path:
@@ -89,8 +95,11 @@ def to_grayscale_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("L"), dtype=np.uint8)
 
 
-def load_image(path: Path, *, max_pixels: int, min_side: int = 1) -> tuple[np.ndarray, ImageInfo]:
-    """Decode `path` fully, apply EXIF orientation, return 8-bit grayscale pixels and facts.
+def load_image(
+    path: Path, *, max_pixels: int, min_side: int = 1, chroma_threshold: int | None = None
+) -> tuple[np.ndarray, ImageInfo]:
+    """Decode `path` fully, apply EXIF orientation, return 8-bit grayscale pixels and facts;
+    with `chroma_threshold`, also measure coloured marks (they vanish in grayscale).
 
     Raises ImageRejected with one of: file missing, not a regular file, empty file,
     not an image, too many pixels, too small, undecodable."""
@@ -117,6 +126,11 @@ def load_image(path: Path, *, max_pixels: int, min_side: int = 1) -> tuple[np.nd
                 img.load()
                 img = ImageOps.exif_transpose(img)
                 width, height = img.size  # as displayed, after EXIF orientation
+                marks = (
+                    None
+                    if chroma_threshold is None
+                    else find_colour_marks(img, chroma_threshold=chroma_threshold)
+                )
                 pixels = to_grayscale_array(img)
     except ImageRejected:
         raise
@@ -134,5 +148,7 @@ def load_image(path: Path, *, max_pixels: int, min_side: int = 1) -> tuple[np.nd
         format=fmt,
         pixel_sha256=digest.hexdigest(),
         bit_depth=BIT_DEPTH.get(mode, 8),
+        mark_area=round(marks.area, 6) if marks else 0.0,
+        mark_box=" ".join(map(str, marks.box)) if marks and marks.box else "",
     )
     return pixels, info

@@ -1,6 +1,6 @@
-"""The TensorFlow jobs of the workflow (train, evaluate, border probe) as plain functions of
-paths and settings. TensorFlow is imported by the callers' first use; the entry points set
-TF_ENABLE_ONEDNN_OPTS before importing this module (it is read once, at import)."""
+"""The TensorFlow jobs of the workflow (base features, head training, evaluation, border probe)
+as plain functions of named inputs, outputs and params, as the rules declare them. The entry
+points set TF_ENABLE_ONEDNN_OPTS before importing this module (TensorFlow reads it once)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,21 @@ import logging
 import os
 import platform
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from cxr.architectures import resolve_architectures
 from cxr.errors import DataError
-from cxr.io import read_json, write_csv, write_json
+from cxr.io import atomic_open, read_json, sha256_file, write_csv, write_json
 
 log = logging.getLogger(__name__)
 RANDOM_WEIGHTS = "none (random, BatchNorm recalibrated)"
+FEATURE_TABLE = ["id", "label", "patient", "source", "role"]
+# Probabilities of the saved full model and of the head on stored features agree to float32
+# rounding; a larger gap means the stored features are not those of the saved base.
+FULL_MODEL_TOLERANCE = 1e-4
 
 
 def settings_from_config(training: dict, seed: int):
@@ -52,17 +57,12 @@ def architecture(name: str, training: dict):
     return resolve_architectures([name], training.get("extra_architectures") or {})[0]
 
 
-def train_job(
-    manifest_path: str, arch_name: str, seed: int, training: dict, weights: list[str],
-    out_dir: str, threads: int, summary_path: str, require_gpu: bool = False,
-) -> dict:  # fmt: skip
-    """One training run: read the train/val shards, train, write the run's summary."""
-    from cxr.shards import read_shards, shard_paths
-    from cxr.training import configure_tensorflow, train
+def _runtime(threads: int, require_gpu: bool = False) -> dict[str, Any]:
+    """Configure TensorFlow; return what it runs on and where, for the provenance record."""
+    from cxr.training import configure_tensorflow
     from cxr.training import require_gpu as check_gpu
 
     runtime = configure_tensorflow(threads)
-    # Where the job ran, for the provenance record (never in the byte-stable outputs).
     runtime["host"] = platform.node()
     runtime["environment"] = {
         k: os.environ.get(k)
@@ -71,69 +71,305 @@ def train_job(
     log.info("TensorFlow sees: %s; %s", runtime["devices"], runtime["environment"])
     if require_gpu:
         check_gpu(runtime)
-    manifest = read_json(manifest_path)
-    shard_dir = Path(manifest_path).parent
-    arch = architecture(arch_name, training)
-    path = weights_file(weights)
-    summary = train(
-        arch,
-        read_shards(shard_paths(manifest, shard_dir, "train")),
-        read_shards(shard_paths(manifest, shard_dir, "val")),
-        settings_from_config(training, seed),
-        image_size=training["image_size"],
-        weights=path,
-        out_dir=Path(out_dir),
+    return runtime
+
+
+def _read_table(path: str | Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"patient": str, "id": str}, keep_default_na=False)
+
+
+def _save_keras(model, path: str | Path) -> None:
+    from cxr.training import _save_model
+
+    _save_model(model, Path(path))
+
+
+# --------------------------------------------------------------------------- base features
+
+
+def extract_features_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> dict:
+    """Build the architecture's frozen base once (random weights: BatchNorm recalibrated on the
+    training-role images), save it, and store its features of every curated image."""
+    import time
+
+    from cxr.models import preprocess
+    from cxr.shards import load_images
+    from cxr.training import _features, prepare_base
+
+    runtime = _runtime(threads, params.get("require_gpu", False))
+    training = params["training"]
+    arch = architecture(params["architecture"], training)
+    size, batch = training["image_size"], training["batch_size"]
+    images, table = load_images(inputs["manifest"])
+    trained = table["role"].to_numpy() == "train"
+    if not trained.any():
+        raise DataError(f"{inputs['manifest']}: no training-role images in the shards")
+    path = weights_file(inputs.get("weights"))
+    started = time.perf_counter()
+    base, recalibrated = prepare_base(
+        arch, images[trained], image_size=size, weights=path, seed=params["seed"],
+        batch_size=batch,
+    )  # fmt: skip
+    seconds_base = time.perf_counter() - started
+    started = time.perf_counter()
+    features = _features(base, arch, images, size, 32)
+    seconds_features = time.perf_counter() - started
+    log.info(
+        "%s: features %s of %d images in %.1f s (%.1f images/s)",
+        arch.name,
+        features.shape[1:],
+        len(features),
+        seconds_features,
+        len(features) / max(seconds_features, 1e-9),
     )
+    _save_keras(base, outputs["base"])
+    with atomic_open(outputs["features"], "wb") as handle:
+        np.save(handle, features)  # .npy: no timestamps, same bytes for the same features
+    write_csv(outputs["table"], table[FEATURE_TABLE])
+    summary = {
+        "architecture": params["architecture"],
+        "weights": "imagenet" if path else RANDOM_WEIGHTS,
+        "base_seed": params["seed"],
+        "image_size": size,
+        "images": len(features),
+        "batchnorm_recalibrated_on": int(trained.sum()) if recalibrated else 0,
+        "batchnorm_recalibrated_layers": recalibrated,
+        "feature_shape": list(features.shape[1:]),
+        "forward_passes_per_image": 1,
+        "seconds_base": round(seconds_base, 3),
+        "seconds_features": round(seconds_features, 3),
+        "runtime": runtime,
+        "preprocess": preprocess.__module__,
+    }
+    write_json(outputs["summary"], summary)
+    return summary
+
+
+def _stored_features(inputs: dict) -> tuple[np.ndarray, pd.Series]:
+    features = np.load(inputs["features"], mmap_mode="r")
+    table = _read_table(inputs["table"])
+    if len(table) != len(features):
+        raise DataError(
+            f"{inputs['features']} has {len(features)} rows but {inputs['table']} names "
+            f"{len(table)} images; rerun extract_features"
+        )
+    return features, pd.Series(np.arange(len(table)), index=table["id"])
+
+
+def _rows(features: np.ndarray, where: pd.Series, frame: pd.DataFrame, what: str):
+    missing = sorted(set(frame["id"]) - set(where.index))
+    if missing:
+        raise DataError(
+            f"{len(missing)} {what} image(s) have no stored features, e.g. {missing[:3]}; "
+            "rerun extract_features"
+        )
+    index = where[frame["id"]].to_numpy()
+    return np.asarray(features[index]), frame["y"].to_numpy(np.int64), list(frame["id"])
+
+
+# --------------------------------------------------------------------------- head training
+
+
+def training_rows(splits: pd.DataFrame, run: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The (train, val) rows of one run of a protocol: a learning-curve run trains on its
+    nested subset of the training patients."""
+    from cxr.split import subsample_patients
+
+    if run.get("train_fraction") is None:
+        train = splits[splits["split"] == "train"]
+    else:
+        train = subsample_patients(splits, run["train_fraction"], run["seed"])
+    return train, splits[splits["split"] == "val"]
+
+
+def train_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> dict:
+    """One run of one protocol: fit the head on the stored features of its training images
+    (or, with augmentation or fine-tuning, the whole model on the images)."""
+    import keras
+
+    from cxr.shards import load_images
+    from cxr.training import train, train_on_features
+
+    runtime = _runtime(threads, params.get("require_gpu", False))
+    training, run = params["training"], params["run"]
+    settings = settings_from_config(training, run["seed"])
+    out_dir = Path(outputs["model"]).parent
+    expected = {"model": "model.keras", "best": "best.keras", "history": "history.csv"}
+    for name, file in expected.items():
+        if Path(outputs[name]) != out_dir / file:
+            raise DataError(f"output {name} must be {out_dir / file}, is {outputs[name]}")
+    splits = _read_table(inputs["splits"])
+    train_rows, val_rows = training_rows(splits, run)
+    log.info(
+        "protocol %s, run %s: %d training images of %d patients, %d validation images",
+        params["protocol"],
+        run["name"],
+        len(train_rows),
+        train_rows["patient"].nunique(),
+        len(val_rows),
+    )
+    if settings.augmentation or settings.fine_tune:
+        import tensorflow as tf
+
+        def dataset(frame):
+            images, table = load_images(inputs["manifest"], list(frame["id"]))
+            return tf.data.Dataset.from_tensor_slices(
+                {"image": images, "label": table["label"].to_numpy(np.int64), "id": table["id"]}
+            )
+
+        arch = architecture(params["architecture"], training)
+        summary = train(
+            arch, dataset(train_rows), dataset(val_rows), settings,
+            image_size=training["image_size"], weights=None, out_dir=out_dir,
+            path="full-model", base=keras.models.load_model(inputs["base"], compile=False),
+        )  # fmt: skip
+    else:
+        features, where = _stored_features(inputs)
+        summary = train_on_features(
+            _rows(features, where, train_rows, "training"),
+            _rows(features, where, val_rows, "validation"),
+            settings,
+            out_dir=out_dir,
+            provenance={
+                "features": sha256_file(inputs["features"]),
+                "architecture": params["architecture"],
+            },
+        )
     summary.update(
         {
-            "architecture": arch_name,
-            "seed": seed,
-            "weights": "imagenet" if path else RANDOM_WEIGHTS,
+            "architecture": params["architecture"],
+            "protocol": params["protocol"],
+            "run": run["name"],
+            "seed": run["seed"],
+            "train_fraction": run.get("train_fraction"),
+            "n_train_patients": int(train_rows["patient"].nunique()),
+            "weights": read_json(inputs["feature_summary"])["weights"],
             "image_size": training["image_size"],
             "runtime": runtime,
         }
     )
-    write_json(summary_path, summary)
+    write_json(outputs["summary"], summary)
     return summary
 
 
-def evaluate_job(
-    model_path: str, manifest_path: str, history_path: str, train_summary_path: str,
-    arch_name: str, seed: int, training: dict, evaluation: dict, threads: int,
-    outputs: dict, labels: dict,
-) -> dict:  # fmt: skip
-    """Evaluate one saved model on the test and external shards; write JSON, CSV and plots."""
-    from cxr import plots
-    from cxr.evaluate import evaluate_model
-    from cxr.training import configure_tensorflow
+# --------------------------------------------------------------------------- evaluation
 
-    configure_tensorflow(threads)
-    arch = architecture(arch_name, training)
-    result, predictions = evaluate_model(
-        Path(model_path), read_json(manifest_path), Path(manifest_path).parent, arch,
-        image_size=training["image_size"], threshold=evaluation["threshold"],
-        n_boot=evaluation["bootstrap"], seed=seed,
-    )  # fmt: skip
-    train_summary = read_json(train_summary_path)
+
+def _full_model_check(head, inputs: dict, params: dict, ids: list[str], prob: np.ndarray):
+    """Join the saved base and head into the full model, run it on the first test images and
+    compare with the head-on-features probabilities (the stored features must be the base's)."""
+    import keras
+
+    from cxr.models import build_classifier, preprocess
+    from cxr.shards import load_images
+
+    count = min(params["evaluation"]["full_model_check"], len(ids))
+    if count == 0:
+        return {"images": 0}
+    training = params["training"]
+    base = keras.models.load_model(inputs["base"], compile=False)
+    classifier = build_classifier(base, head)
+    images, _ = load_images(inputs["manifest"], ids[:count])
+    arch = architecture(params["architecture"], training)
+    inputs_ = preprocess(arch, images, training["image_size"])
+    full = np.asarray(classifier.predict(inputs_, verbose=0))[:, 1]
+    gap = float(np.max(np.abs(full - prob[:count])))
+    if gap > FULL_MODEL_TOLERANCE:
+        raise DataError(
+            f"the saved full model ({inputs['base']} + {inputs['model']}) and the head on "
+            f"{inputs['features']} disagree by {gap:.2e} > {FULL_MODEL_TOLERANCE:g}: the stored "
+            "features are stale; rerun extract_features and the protocol's training"
+        )
+    return {"images": count, "max_abs_difference": gap, "tolerance": FULL_MODEL_TOLERANCE}
+
+
+def predict_run(inputs: dict, params: dict, frame: pd.DataFrame) -> tuple[np.ndarray, dict]:
+    """P(positive) for the rows of `frame` from the run's saved model, and the check record."""
+    import keras
+
+    from cxr.models import preprocess
+    from cxr.shards import load_images
+
+    model = keras.models.load_model(inputs["model"], compile=False)
+    features, where = _stored_features(inputs)
+    if tuple(model.input_shape[1:]) == tuple(features.shape[1:]):
+        x, _, ids = _rows(features, where, frame, "evaluation")
+        prob = np.asarray(model.predict(x, batch_size=256, verbose=0))[:, 1]
+        test_ids = [i for i, s in zip(ids, frame["split"], strict=True) if s == "test"]
+        test_prob = prob[(frame["split"] == "test").to_numpy()]
+        check = _full_model_check(model, inputs, params, test_ids, test_prob)
+        return prob, {"path": "head on stored features", "full_model_check": check}
+    # A fine-tuned or augmented run saved the whole model: it must see the images.
+    images, _ = load_images(inputs["manifest"], list(frame["id"]))
+    x = preprocess(
+        architecture(params["architecture"], params["training"]),
+        images,
+        params["training"]["image_size"],
+    )
+    return np.asarray(model.predict(x, batch_size=32, verbose=0))[:, 1], {"path": "full model"}
+
+
+def evaluate_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> dict:
+    """Evaluate one run on its protocol's test split and on the external sources; write the
+    metrics JSON, the predictions CSV and the run's plots."""
+    from cxr import plots
+    from cxr.evaluate import evaluate_predictions
+
+    _runtime(threads)
+    evaluation, labels = params["evaluation"], params["labels"]
+    splits = _read_table(inputs["splits"])
+    frame = splits[splits["split"].isin(["test", "external"])].sort_values(["split", "id"])
+    frame = frame.reset_index(drop=True)
+    prob, how = predict_run(inputs, params, frame)
+    predictions = frame[["split", "id", "patient", "source"]].copy()
+    predictions["label"] = frame["y"].astype(int)
+    predictions["probability"] = prob.astype(float)
+    log.info("predicted %d test and external images (%s)", len(predictions), how["path"])
+    result = evaluate_predictions(
+        predictions,
+        threshold=evaluation["threshold"],
+        n_boot=evaluation["bootstrap"],
+        seed=params["run"]["seed"],
+    )
+    train_summary = read_json(inputs["summary"])
     result.update(
         {
-            "architecture": arch_name,
-            "seed": seed,
+            "architecture": params["architecture"],
+            "protocol": params["protocol"],
+            "run": params["run"]["name"],
+            "seed": params["run"]["seed"],
+            "train_fraction": params["run"].get("train_fraction"),
             "checkpoint": evaluation["checkpoint"],
             "weights": train_summary.get("weights"),
-            "image_size": training["image_size"],
+            "image_size": params["training"]["image_size"],
+            "prediction": how,
             # No timings or resume facts: this file must be byte-identical across reruns;
             # they stay in the training summary (provenance).
             "training": {
                 k: train_summary.get(k)
-                for k in ("path", "epochs_run", "best_epoch", "best_val_loss")
-            },
+                for k in (
+                    "path",
+                    "n_train",
+                    "n_train_patients",
+                    "epochs_run",
+                    "best_epoch",
+                    "best_val_loss",
+                )
+            },  # fmt: skip
         }
     )
+    if how.get("full_model_check", {}).get("max_abs_difference") is not None:
+        # The gap is float noise that may differ between machines: keep it out of the JSON's
+        # bytes, which must be identical across reruns; the log has it.
+        log.info("full model check: %s", how["full_model_check"])
+        result["prediction"] = {
+            "path": how["path"],
+            "full_model_check": {"images": how["full_model_check"]["images"], "passed": True},
+        }
     write_json(outputs["metrics"], result)
     write_csv(outputs["predictions"], predictions)
-    title = f"{arch_name}, seed {seed}"
-    plots.training_curves(pd.read_csv(history_path), title, outputs["curves"])
+    title = f"{params['architecture']}, {params['protocol']}, {params['run']['name']}"
+    plots.training_curves(pd.read_csv(inputs["history"]), title, outputs["curves"])
     test = result["test"]
     plots.roc_curve(
         {"test": {**result["roc"], "auc": test["roc_auc"]["value"]}}, title, outputs["roc"]
@@ -143,6 +379,9 @@ def evaluate_job(
         outputs["confusion"],
     )  # fmt: skip
     return result
+
+
+# --------------------------------------------------------------------------- border probe
 
 
 def blank_centre(images: np.ndarray, border_fraction: float) -> np.ndarray:
@@ -155,41 +394,38 @@ def blank_centre(images: np.ndarray, border_fraction: float) -> np.ndarray:
     return out
 
 
-def border_probe_job(
-    manifest_path: str, arch_name: str, training: dict, audit: dict, weights: list[str],
-    seed: int, n_boot: int, threads: int, probe_path: str, examples_path: str,
-) -> dict:  # fmt: skip
+def border_probe_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> dict:
     """The article's head, patient-grouped CV, on base features of centre-blanked images."""
     import keras
 
     from cxr import plots
     from cxr.audit import grouped_cv_probabilities, probe_result
     from cxr.models import build_base, preprocess, recalibrate_batchnorm
-    from cxr.shards import read_shards, shard_paths
-    from cxr.training import configure_tensorflow, seeded_head
+    from cxr.shards import load_images
+    from cxr.training import seeded_head
 
-    configure_tensorflow(threads)
-    manifest = read_json(manifest_path)
-    shard_dir = Path(manifest_path).parent
-    paths = [
-        p for split in ("train", "val", "test") for p in shard_paths(manifest, shard_dir, split)
-    ]
-    rows = list(read_shards(paths).as_numpy_iterator())
-    if not rows:
-        raise DataError(f"{manifest_path}: no training images in the shards")
-    images = blank_centre(np.stack([r["image"] for r in rows]), audit["border_fraction"])
-    y = np.array([int(r["label"]) for r in rows])
-    groups = np.array([r["patient"].decode() for r in rows])
+    _runtime(threads)
+    training, audit = params["training"], params["audit"]
+    seed, arch_name = params["seed"], params["architecture"]
+    pixels, table = load_images(inputs["manifest"])
+    trained = (table["role"] == "train").to_numpy()
+    if not trained.any():
+        raise DataError(f"{inputs['manifest']}: no training images in the shards")
+    images = blank_centre(pixels[trained], audit["border_fraction"])
+    y = table["label"].to_numpy()[trained]
+    groups = table["patient"].to_numpy()[trained]
     arch = architecture(arch_name, training)
     size, batch = training["image_size"], training["batch_size"]
     settings = settings_from_config(training, seed)
-    path = weights_file(weights)
+    path = weights_file(inputs.get("weights"))
+    # Its own base, recalibrated on the blanked images themselves: BatchNorm statistics of
+    # whole images would not describe what this probe feeds the base.
     keras.utils.set_random_seed(seed)
     base = build_base(arch, size, path)
-    inputs = preprocess(arch, images, size)
+    x = preprocess(arch, images, size)
     if path is None:
-        recalibrate_batchnorm(base, inputs, batch)
-    features = np.asarray(base.predict(inputs, batch_size=32, verbose=0), dtype=np.float32)
+        recalibrate_batchnorm(base, x, batch)
+    features = np.asarray(base.predict(x, batch_size=32, verbose=0), dtype=np.float32)
     log.info("border probe: %d images, features %s", len(y), features.shape[1:])
 
     def fit_predict(x_train, y_train, x_test):
@@ -202,7 +438,7 @@ def border_probe_job(
         return np.asarray(head.predict(x_test, verbose=0))[:, 1]
 
     prob = grouped_cv_probabilities(features, y, groups, audit["cv_folds"], seed, fit_predict)
-    result = probe_result(y, prob, groups, n_boot=n_boot, seed=seed)
+    result = probe_result(y, prob, groups, n_boot=params["n_boot"], seed=seed)
     result.update(
         {
             "architecture": arch_name,
@@ -212,6 +448,8 @@ def border_probe_job(
             f"patient ({audit['cv_folds']} folds)",
         }
     )
-    write_json(probe_path, result)
-    plots.image_grid(images, y, groups, examples_path, title="What the border-only probe sees")
+    write_json(outputs["probe"], result)
+    plots.image_grid(
+        images, y, groups, outputs["examples"], title="What the border-only probe sees"
+    )
     return result

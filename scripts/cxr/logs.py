@@ -29,3 +29,23 @@ def run_logged(log_path: str | Path | None, func: Callable[..., Any], *args, **k
         logging.getLogger("cxr").error("%s", error)
         print(f"ERROR: {error}", file=sys.__stderr__)
         sys.exit(1)
+
+
+def run_tensorflow_job(sm: Any, job: str, **extra_params: Any) -> Any:
+    """Run the `cxr.jobs` function `job` for a Snakemake `script:` object, by keyword.
+
+    TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, at import, so it is set here from the job's
+    training settings before cxr.jobs (which imports TensorFlow) is imported."""
+    import os
+
+    os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if sm.params.training["onednn"] else "0"
+    from cxr import jobs
+
+    return run_logged(
+        sm.log[0],
+        getattr(jobs, job),
+        inputs=dict(sm.input.items()),
+        outputs=dict(sm.output.items()),
+        params={**dict(sm.params.items()), **extra_params},
+        threads=sm.threads,
+    )

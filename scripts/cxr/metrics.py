@@ -276,6 +276,68 @@ def binary_metrics(
     }
 
 
+def _rate_stat(threshold: float, label: int) -> Statistic:
+    """Sensitivity (label 1) or specificity (label 0) at `threshold`; None without that class."""
+
+    def stat(y: np.ndarray, p: np.ndarray) -> float | None:
+        chosen = y == label
+        if not chosen.any():
+            return None
+        return float(np.mean((p[chosen] >= threshold).astype(int) == label))
+
+    return stat
+
+
+def statistics(threshold: float) -> dict[str, Statistic]:
+    """The metrics compared between protocols, by the names binary_metrics gives them."""
+    return {
+        "accuracy": _accuracy_stat(threshold),
+        "sensitivity": _rate_stat(threshold, 1),
+        "specificity": _rate_stat(threshold, 0),
+        "roc_auc": _auc_stat,
+    }
+
+
+def bootstrap_difference(
+    a: tuple[Any, Any, Any],
+    b: tuple[Any, Any, Any],
+    statistic: Statistic,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict:
+    """statistic(a) - statistic(b) for two independent test sets, each (y, prob, patients),
+    with a percentile interval from resampling the patients of each set independently."""
+    ya, pa = _check_inputs(a[0], a[1])
+    yb, pb = _check_inputs(b[0], b[1])
+    ca, cb = _check_groups(a[2], pa.size), _check_groups(b[2], pb.size)
+    value_a, value_b = _finite_or_none(statistic(ya, pa)), _finite_or_none(statistic(yb, pb))
+    value = None if value_a is None or value_b is None else value_a - value_b
+    rng = np.random.default_rng(seed)
+    draws_a = _resample_indices(ca, int(n_boot), rng)
+    draws_b = _resample_indices(cb, int(n_boot), rng)
+    values = []
+    for ia, ib in zip(draws_a, draws_b, strict=True):
+        sa, sb = (
+            _finite_or_none(statistic(ya[ia], pa[ia])),
+            _finite_or_none(statistic(yb[ib], pb[ib])),
+        )
+        if sa is not None and sb is not None:
+            values.append(sa - sb)
+    ci = None
+    if values:
+        lo, hi = np.percentile(values, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+        ci = [float(lo), float(hi)]
+    return {
+        "value": value,
+        "ci95": ci,
+        "n_boot": int(n_boot),
+        "n_valid": len(values),
+        "method": "difference of two independent patient-level bootstraps, percentile interval",
+        "seed": int(seed),
+    }
+
+
 def false_positive_rate(prob: Any, threshold: float = 0.5) -> dict:
     """Share of an all-healthy set called diseased (prob >= threshold), with a Wilson interval."""
     p = _check_prob(prob)

@@ -108,3 +108,26 @@ def image_grid(images, labels, groups, path: str | Path, *, title: str, per_clas
                 ax.set_title(f"y={label}", fontsize="small")
     fig.suptitle(title)
     _save(fig, path)
+
+
+def learning_curve(table: pd.DataFrame, path: str | Path) -> None:
+    """Test ROC AUC and accuracy against training patients, one line per architecture; error
+    bars are the mean 95% interval half-width (what one run can claim), shading the SD over
+    repeats (how much the subsample moves it)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, metric, name in zip(
+        axes, ("roc_auc", "accuracy"), ("ROC AUC", "accuracy"), strict=True
+    ):
+        for arch, part in table.groupby("architecture", sort=False):
+            part = part.sort_values("train_patients")
+            x, y = part["train_patients"], part[f"{metric}_mean"]
+            ax.errorbar(x, y, yerr=part[f"{metric}_ci_width"] / 2, marker="o", capsize=3,
+                        label=arch)  # fmt: skip
+            sd = part[f"{metric}_sd"].fillna(0)
+            ax.fill_between(x, y - sd, y + sd, alpha=0.15)
+        ax.set_xlabel("training patients")
+        ax.set_ylabel(f"test {name}")
+        ax.set_ylim(0, 1.05)
+        ax.legend(fontsize="small")
+    fig.suptitle("Learning curve (test split fixed)")
+    _save(fig, path)

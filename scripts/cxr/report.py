@@ -678,6 +678,8 @@ def build_context(
     config: dict,
     sources: dict,
     labels: dict,
+    protocols: list[dict] | None = None,
+    primary: str = "patient",
     repo_dir: Path | None = None,
     image_root: Path | None = None,
     now: datetime.datetime | None = None,
@@ -716,7 +718,7 @@ def build_context(
         )
 
     now = now or datetime.datetime.now(datetime.UTC)
-    return {
+    context = {
         "title": (config.get("report") or {}).get("title") or "cxr-repro report",
         "generated_at": now.strftime("%Y-%m-%d %H:%M:%S %Z").strip(),
         "dataset": dataset,
@@ -763,6 +765,52 @@ def build_context(
             "commands": commands(dataset, default_dataset(repo_dir)),
         },
     }
+    context.update(
+        protocol_context(
+            inputs,
+            context,
+            config=config,
+            protocols=protocols or [],
+            primary=primary,
+            images=images,
+            audit=audit,
+            image_root=image_root,
+        )  # fmt: skip
+    )
+    return context
+
+
+def protocol_context(
+    inputs: dict, context: dict, *, config: dict, protocols: list[dict], primary: str,
+    images: pd.DataFrame, audit: dict, image_root: Path,
+) -> dict:  # fmt: skip
+    """The sections about protocols: reproduction, learning curve, marks, conclusion, CLAIM."""
+    from cxr import claim
+    from cxr import report_protocols as sections
+
+    names = [p["name"] for p in protocols]
+    extra: dict[str, Any] = {"primary": primary, "protocols": protocols}
+    comparison = read_json(inputs["comparison"]) if inputs.get("comparison") else None
+    extra["reproduction"] = sections.reproduction(comparison, protocols) if comparison else None
+    curve_names = [p["name"] for p in protocols if p.get("train_fractions")]
+    extra["learning_curves"] = sections.learning_curve(
+        [pd.read_csv(p) for p in inputs.get("learning_curves", [])],
+        [png_file_uri(p) for p in inputs.get("learning_curve_plots", [])],
+        curve_names[: len(inputs.get("learning_curves", []))],
+    )
+    summaries = dict(zip(names, map(read_json, inputs.get("protocol_summaries", [])), strict=False))
+    removed = dict(zip(names, map(_csv, inputs.get("protocol_removed", [])), strict=False))
+    marks = {"min_area": 0.0005, "ids": [], **(config.get("marks") or {})}
+    extra["marks"] = sections.marks_section(
+        images, marks, summaries, removed, image_root=image_root
+    )
+    extra["conclusion"] = sections.conclusion(
+        summaries.get(primary, {}), extra["reproduction"] or {"rows": []}, audit,
+        context["labels"], context["small"],
+    )  # fmt: skip
+    context = {**context, **extra}
+    extra["checklist"] = claim.checklist(sections.claim_facts(context, config, protocols, images))
+    return extra
 
 
 def environment(template_dir: Path) -> jinja2.Environment:
@@ -789,12 +837,15 @@ def write_report(
     sources: dict,
     labels: dict,
     template_dir: str | Path,
+    protocols: list[dict] | None = None,
+    primary: str = "patient",
 ) -> None:
     """Build the context, render report.html.j2 and write `output` atomically."""
     template_dir = Path(template_dir)
     context = build_context(
-        inputs, config=config, sources=sources, labels=labels, repo_dir=template_dir.parent
-    )
+        inputs, config=config, sources=sources, labels=labels, protocols=protocols,
+        primary=primary, repo_dir=template_dir.parent,
+    )  # fmt: skip
     html = render(context, template_dir)
     with atomic_open(output, "w", encoding="utf-8") as handle:
         handle.write(html)

@@ -48,6 +48,7 @@ def make_example(pixels: np.ndarray, row: dict):
         "id": _bytes(row["id"]),
         "patient": _bytes(row["patient"]),
         "source": _bytes(row["source"]),
+        "role": _bytes(row["role"]),
         "sha256": _bytes(row["sha256"]),
     }
     return tf.train.Example(features=tf.train.Features(feature=feature))
@@ -55,59 +56,57 @@ def make_example(pixels: np.ndarray, row: dict):
 
 def write_shards(
     images: pd.DataFrame,
-    splits: pd.DataFrame,
     out_dir: Path,
     *,
     image_size: int,
-    shards_per_split: int,
+    count: int,
     max_pixels: int,
 ) -> dict:
-    """Write `<split>-<k>-of-<n>.tfrecord` files and return the manifest (also written)."""
+    """Write every curated image once into `images-<k>-of-<n>.tfrecord` files and return the
+    manifest (the caller writes it). Which image a protocol trains or tests on is its split
+    table's business, so adding a protocol never rewrites a shard."""
     import tensorflow as tf
 
-    frame = images.merge(splits[["id", "split"]], on="id", validate="one_to_one")
-    frame = frame.sort_values(["split", "id"]).reset_index(drop=True)
+    frame = images.sort_values("id").reset_index(drop=True)
     out_dir.mkdir(parents=True, exist_ok=True)
-    # Shards of an earlier configuration (another count per split) or of a killed run would
-    # otherwise linger beside the new ones; only the manifest says which are current.
+    # Shards of an earlier configuration (another count) or of a killed run would otherwise
+    # linger beside the new ones; only the manifest says which are current.
     for stale in [*out_dir.glob("*.tfrecord"), *out_dir.glob(".*.tfrecord.part")]:
         stale.unlink()
-    manifest = {"image_size": image_size, "encoding": "PNG, 8-bit grayscale", "splits": {}}
+    n = min(count, len(frame))
+    entries = []
     done = 0
-    for split_name, part in frame.groupby("split", sort=True):
-        n = min(shards_per_split, len(part))
-        entries = []
-        for k in range(n):
-            rows = part.iloc[k::n]  # round-robin keeps shards balanced and order stable
-            name = f"{split_name}-{k:05d}-of-{n:05d}.tfrecord"
-            path = out_dir / name
-            partial = path.with_name(f".{name}.part")
-            # TFRecordWriter opens its own file: write beside, rename when complete, so a
-            # killed job never leaves a shard that looks finished.
-            with tf.io.TFRecordWriter(str(partial)) as writer:
-                for row in rows.to_dict("records"):
-                    pixels, info = load_image(Path(row["path"]), max_pixels=max_pixels)
-                    if info.pixel_sha256 != row["sha256"]:
-                        raise DataError(
-                            f"{row['path']}: pixels changed since curation "
-                            f"(sha256 {info.pixel_sha256} != {row['sha256']}); rerun curation"
-                        )
-                    example = make_example(resize_square(pixels, image_size), row)
-                    # protobuf's upb writes map fields in random order unless told not to
-                    # (FACTS.md), which would make shards differ run to run.
-                    writer.write(example.SerializeToString(deterministic=True))
-                    done += 1
-                    if done % 200 == 0:
-                        log.info("wrote %d/%d images", done, len(frame))
-            os.replace(partial, path)
-            entries.append({"file": name, "count": len(rows), "sha256": sha256_file(path)})
-        manifest["splits"][split_name] = {"count": len(part), "shards": entries}
-    log.info(
-        "wrote %d images into %d shards",
-        done,
-        sum(len(s["shards"]) for s in manifest["splits"].values()),
-    )
-    return manifest
+    for k in range(n):
+        rows = frame.iloc[k::n]  # round-robin keeps shards balanced and order stable
+        name = f"images-{k:05d}-of-{n:05d}.tfrecord"
+        path = out_dir / name
+        partial = path.with_name(f".{name}.part")
+        # TFRecordWriter opens its own file: write beside, rename when complete, so a killed
+        # job never leaves a shard that looks finished.
+        with tf.io.TFRecordWriter(str(partial)) as writer:
+            for row in rows.to_dict("records"):
+                pixels, info = load_image(Path(row["path"]), max_pixels=max_pixels)
+                if info.pixel_sha256 != row["sha256"]:
+                    raise DataError(
+                        f"{row['path']}: pixels changed since curation "
+                        f"(sha256 {info.pixel_sha256} != {row['sha256']}); rerun curation"
+                    )
+                example = make_example(resize_square(pixels, image_size), row)
+                # protobuf's upb writes map fields in random order unless told not to
+                # (docs/facts.md), which would make shards differ run to run.
+                writer.write(example.SerializeToString(deterministic=True))
+                done += 1
+                if done % 200 == 0:
+                    log.info("wrote %d/%d images", done, len(frame))
+        os.replace(partial, path)
+        entries.append({"file": name, "count": len(rows), "sha256": sha256_file(path)})
+    log.info("wrote %d images into %d shards", done, len(entries))
+    return {
+        "image_size": image_size,
+        "encoding": "PNG, 8-bit grayscale",
+        "count": len(frame),
+        "shards": entries,
+    }
 
 
 FEATURES = {
@@ -116,12 +115,14 @@ FEATURES = {
     "id": "string",
     "patient": "string",
     "source": "string",
+    "role": "string",
     "sha256": "string",
 }
 
 
 def read_shards(paths: list[str | Path], *, image_size: int | None = None):
-    """tf.data.Dataset of dicts {image uint8 [H,W,1], label, id, patient, source, sha256}."""
+    """tf.data.Dataset of dicts {image uint8 [H,W,1], label, id, patient, source, role,
+    sha256}, in the shards' order."""
     import tensorflow as tf
 
     spec = {
@@ -149,5 +150,42 @@ def read_shards(paths: list[str | Path], *, image_size: int | None = None):
     )
 
 
-def shard_paths(manifest: dict, shard_dir: Path, split: str) -> list[Path]:
-    return [shard_dir / s["file"] for s in manifest["splits"].get(split, {}).get("shards", [])]
+def shard_paths(manifest: dict, shard_dir: Path) -> list[Path]:
+    return [Path(shard_dir) / s["file"] for s in manifest["shards"]]
+
+
+def load_images(
+    manifest_path: str | Path, ids: list[str] | None = None
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Every image of the shards named by a manifest, or those of `ids` in that order: uint8
+    [N,H,W,1] pixels and a table of id, label, patient, source, role (one row per image)."""
+    from cxr.io import read_json
+
+    manifest = read_json(manifest_path)
+    dataset = read_shards(shard_paths(manifest, Path(manifest_path).parent))
+    pixels, rows = [], []
+    for batch in dataset.batch(256).as_numpy_iterator():
+        pixels.append(batch["image"])
+        for i in range(len(batch["label"])):
+            rows.append(
+                {
+                    "id": batch["id"][i].decode(),
+                    "label": int(batch["label"][i]),
+                    "patient": batch["patient"][i].decode(),
+                    "source": batch["source"][i].decode(),
+                    "role": batch["role"][i].decode(),
+                }
+            )
+    table = pd.DataFrame(rows, columns=["id", "label", "patient", "source", "role"])
+    images = np.concatenate(pixels) if pixels else np.zeros((0, 1, 1, 1), np.uint8)
+    if ids is None:
+        return images, table
+    where = pd.Series(np.arange(len(table)), index=table["id"])
+    missing = [i for i in ids if i not in where.index]
+    if missing:
+        raise DataError(
+            f"{manifest_path}: {len(missing)} image(s) not in the shards, e.g. {missing[:3]}; "
+            "rerun write_shards"
+        )
+    index = where[list(ids)].to_numpy()
+    return images[index], table.iloc[index].reset_index(drop=True)

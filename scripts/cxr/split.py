@@ -1,7 +1,11 @@
-"""Patient-disjoint, label-stratified splits (scikit-learn's StratifiedGroupKFold), and the
-image-level split the article used, kept only to count the patients it would have leaked."""
+"""Splits of the curated images for a protocol: patient-disjoint and label-stratified
+(scikit-learn's StratifiedGroupKFold), or image-level as the article did (stratified by label
+only, so one patient's images can land in train and test); the removal of marked images; and the
+nested subsets of training patients of a learning curve."""
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import pandas as pd
@@ -68,6 +72,71 @@ def split_patients(images: pd.DataFrame, fractions: dict[str, float], seed: int)
     return out
 
 
+def split_images(images: pd.DataFrame, fractions: dict[str, float], seed: int) -> pd.DataFrame:
+    """The article's split: training-role images shuffled into train/val/test, stratified by
+    label, with no patient grouping; test and val hold round(fraction x images) images."""
+    frame = images.sort_values("id").reset_index(drop=True)
+    split = pd.Series("train", index=frame.index, dtype=object)
+    split[frame["role"] == "external"] = "external"
+    pool = frame[split == "train"]
+    n_test = round(fractions["test"] * len(pool))
+    n_val = round(fractions["val"] * len(pool))
+    if min(n_test, n_val, len(pool) - n_test - n_val) < 2:
+        raise DataError(
+            f"{len(pool)} images are too few for an image-level split {fractions}: each part "
+            "needs at least 2 images"
+        )
+    rest, test = train_test_split(pool, test_size=n_test, random_state=seed, stratify=pool["y"])
+    _, val = train_test_split(rest, test_size=n_val, random_state=seed + 1, stratify=rest["y"])
+    split[test.index] = "test"
+    split[val.index] = "val"
+    out = frame[["id", "patient", "source", "label", "y"]].copy()
+    out["split"] = split
+    return out
+
+
+def remove_marked(
+    images: pd.DataFrame, *, min_area: float, ids: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split off the images that carry annotation marks: a coloured region of at least
+    `min_area` of the image (measured at curation), or an id in the hand list `ids`.
+    Returns (kept, removed) with removed's `reason` and `detail` saying why."""
+    listed = images["id"].isin(set(ids))
+    coloured = images["mark_area"].astype(float) >= min_area
+    if min_area == 0:  # 0 would mark every image; it means "coloured at all"
+        coloured = images["mark_area"].astype(float) > 0
+    removed = images[listed | coloured].copy()
+    removed["reason"] = [
+        "listed in marks.ids" if is_listed else "coloured annotation mark"
+        for is_listed in listed[listed | coloured]
+    ]
+    removed["detail"] = [
+        f"largest coloured region {area:.3%} of the image (min_area {min_area:g}), box {box}"
+        if reason == "coloured annotation mark"
+        else "marks that are not coloured, listed by hand"
+        for area, box, reason in zip(
+            removed["mark_area"].astype(float), removed["mark_box"], removed["reason"], strict=True
+        )
+    ]
+    columns = ["id", "patient", "source", "label", "role", "reason", "detail"]
+    return images[~(listed | coloured)], removed[columns].reset_index(drop=True)
+
+
+def subsample_patients(splits: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
+    """The training rows of a learning-curve run: `fraction` of the training patients of each
+    label (at least one), drawn from one seeded order of patients, so that with the same seed a
+    smaller fraction's patients are a subset of a larger one's. Val and test are untouched."""
+    train = splits[splits["split"] == "train"]
+    rng = np.random.default_rng([seed, 7])
+    chosen: list[str] = []
+    for _, part in train.groupby("y", sort=True):
+        patients = np.array(sorted(part["patient"].unique()))
+        order = rng.permutation(len(patients))
+        take = max(1, int(np.ceil(fraction * len(patients) - 1e-9)))
+        chosen.extend(patients[order[:take]])
+    return train[train["patient"].isin(set(chosen))]
+
+
 def assert_patient_disjoint(splits: pd.DataFrame) -> None:
     per_patient = splits.groupby("patient")["split"].nunique()
     shared = per_patient[per_patient > 1]
@@ -108,3 +177,60 @@ def summarise(splits: pd.DataFrame) -> dict:
             },
         }
     return table
+
+
+SPLIT_METHOD = {
+    "patient": "sklearn StratifiedGroupKFold: test fold, then val fold of the rest",
+    "image": "sklearn train_test_split on images, stratified by label, no patient grouping "
+    "(the article's way): test, then val of the rest",
+}
+
+
+def split_protocol(
+    images: pd.DataFrame, settings: dict, marks: dict | None
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """A protocol's split table, its removed images (with reasons) and its summary.
+
+    `settings`: method (patient | image), fractions, seed, protocol; `marks`: {min_area, ids}
+    when the protocol drops marked images, else None. Every curated image is either in the
+    split table or in the removed table."""
+    log = logging.getLogger(__name__)
+    kept, removed = (
+        images,
+        pd.DataFrame(columns=["id", "patient", "source", "label", "role", "reason", "detail"]),
+    )
+    if marks is not None:
+        kept, removed = remove_marked(images, min_area=marks["min_area"], ids=marks["ids"])
+        log.info("%s: removed %d marked images of %d", settings["protocol"], len(removed),
+                 len(images))  # fmt: skip
+    if settings["method"] == "patient":
+        splits = split_patients(kept, settings["fractions"], settings["seed"])
+    else:
+        splits = split_images(kept, settings["fractions"], settings["seed"])
+    if len(splits) + len(removed) != len(images):  # an accounting bug must never pass silently
+        raise AssertionError(f"{len(splits)} + {len(removed)} != {len(images)} images")
+    overlap = splits[splits["split"] != "external"].groupby("patient")["split"].nunique()
+    test = splits[splits["split"] == "test"]
+    train_patients = set(splits.loc[splits["split"] == "train", "patient"])
+    summary = {
+        "protocol": settings["protocol"],
+        "fractions": settings["fractions"],
+        "seed": settings["seed"],
+        "method": SPLIT_METHOD[settings["method"]],
+        "counts": summarise(splits),
+        "removed": {
+            "count": len(removed),
+            "by_reason": {str(k): int(v) for k, v in removed["reason"].value_counts().items()},
+            "by_label_source": [
+                {"label": str(label), "source": str(source), "count": int(len(part))}
+                for (label, source), part in removed.groupby(["label", "source"], sort=True)
+            ],
+        },
+        "patients_in_several_splits": int((overlap > 1).sum()),
+        "test_images_whose_patient_is_in_train": int(test["patient"].isin(train_patients).sum()),
+    }
+    if settings["method"] == "patient":
+        summary["image_level_counterfactual"] = image_level_counterfactual(
+            kept, settings["fractions"]["test"], settings["seed"]
+        )
+    return splits, removed, summary

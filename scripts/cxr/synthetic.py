@@ -10,6 +10,13 @@ size, format, mode and border content (the negative control); healthy files then
 `.jpeg` names even when the drawn format is PNG, so that file names never separate the classes.
 The planted faults of the real snapshot (missing file, truncated file, duplicate image under two
 patient ids, HTML in a note, a space in a name) are listed in the returned summary.
+
+Every image of one patient shows the same chest (an `Anatomy` drawn from a stream keyed by the
+patient id: body, lungs, heart, ribs, position); only pose, opacities, gain, noise and marker vary
+between their images, so an image-level split leaks patients as it does on the real data. CT
+slices keep a look of their own. A fraction `marks` of the COVID-19 X-rays free of planted faults
+carry a red arrow pointing at a lung, as published figures do, and are saved in RGB; the summary
+lists them as `coloured_marks`. Marks come from streams of their own: they change no other image.
 """
 
 from __future__ import annotations
@@ -17,11 +24,11 @@ from __future__ import annotations
 import csv
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from cxr.errors import ConfigError, DataError
 from cxr.io import atomic_open
@@ -36,7 +43,12 @@ DISEASE_DIR = "covid-chestxray-dataset"
 HEALTHY_DIR = "kermany-normal"
 EXTERNAL_DIR = "nih-nofinding"
 SCRIPT_NOTE = "<script>alert(1)</script>"
+ARROW_RGB = (220, 30, 30)  # the red of the arrows that published figures point at findings with
 BORDER = 0.125  # outer strip (fraction of each side) that holds no lung content
+# Where a patient's thorax sits varies by up to JITTER, and between their images by up to POSE;
+# together no more than the 0.02 that keeps the lungs inside the border strip.
+JITTER = 0.015
+POSE = JITTER / 3
 
 # The letter "R" as a 5x7 bitmap: the source marker burnt into the healthy images.
 _R_GLYPH = np.array(
@@ -103,63 +115,88 @@ def _soft_ellipse(xx, yy, cx, cy, ax, ay, edge=0.06) -> np.ndarray:
     return 1.0 / (1.0 + np.exp((radius - 1.0) / edge))
 
 
+@dataclass(frozen=True)
+class Anatomy:
+    """One patient's chest in [0, 1] image coordinates: what all their images share."""
+
+    shift: tuple[float, float]  # where the thorax sits in the frame
+    background: float
+    body_level: float
+    body_centre_y: float
+    body_axes: tuple[float, float]
+    lung_axes: tuple[float, float]
+    lung_dy: float  # the lungs' centre relative to the frame's middle
+    spread: float  # half the distance between the two lungs' centres
+    lung_depth: float  # how much darker the lungs are than the body
+    heart: tuple[float, float, float, float]  # offset from the lungs' centre, then axes
+    ribs: tuple[float, float, float] | None  # frequency, phase, amplitude; None on CT
+    ct: bool = False
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, *, ct: bool = False) -> Anatomy:
+        """A random chest radiograph's anatomy, or an axial CT slice's with `ct`."""
+        shift = _floats(rng.uniform(-JITTER, JITTER, size=2))
+        background, body_level = float(rng.uniform(0.02, 0.12)), float(rng.uniform(0.55, 0.7))
+        if ct:
+            body_centre_y, body_axes, lung_dy = 0.5, (0.46, 0.36), 0.0
+            lung_axes = _floats([rng.uniform(0.11, 0.14), rng.uniform(0.16, 0.2)])
+        else:
+            body_centre_y, body_axes = 0.55, (float(rng.uniform(0.4, 0.47)), 0.56)
+            lung_axes = _floats([rng.uniform(0.09, 0.12), rng.uniform(0.21, 0.25)])
+            lung_dy = float(rng.uniform(-0.02, 0.02))
+        spread, lung_depth = float(rng.uniform(0.15, 0.19)), float(rng.uniform(0.3, 0.45))
+        heart = _floats(rng.uniform([0.03, 0.08, 0.08, 0.1], [0.07, 0.12, 0.1, 0.14]))
+        ribs = None if ct else _floats(rng.uniform([7.0, 0.0, 0.02], [9.0, 2 * np.pi, 0.05]))
+        return cls(shift, background, body_level, body_centre_y, body_axes, lung_axes, lung_dy,
+                   spread, lung_depth, heart, ribs, ct)  # fmt: skip
+
+    def lung_centres(self, pose: tuple[float, float] = (0.0, 0.0)) -> list[tuple[float, float]]:
+        """(x, y) of the left-hand and right-hand lung, moved by an image's `pose`."""
+        x = 0.5 + self.shift[0] + pose[0]
+        y = 0.5 + self.shift[1] + pose[1] + self.lung_dy
+        return [(x - self.spread, y), (x + self.spread, y)]
+
+
+def _floats(values) -> tuple[float, ...]:
+    return tuple(float(v) for v in values)
+
+
+def _patient_anatomy(seed: int, stream: int, patient: int) -> Anatomy:
+    # Keyed by the patient, in streams apart from the images', so that every image of one patient
+    # shows the same chest: what an image-level (not patient-grouped) split leaks.
+    return Anatomy.draw(np.random.default_rng([seed, 100 + stream, patient]))
+
+
 def render_chest(
     rng: np.random.Generator,
     width: int,
     height: int,
     *,
+    anatomy: Anatomy | None = None,
     signal: float = 0.0,
     marker: float = 0.0,
     ct: bool = False,
 ) -> np.ndarray:
-    """Draw one chest-like 8-bit grayscale picture: dark lungs on a bright body, opacities in the
-    lungs scaled by `signal`, an "R" marker in the top-left corner scaled by `marker`."""
+    """Draw one chest-like 8-bit grayscale picture of `anatomy` (drawn from `rng` if None, a CT
+    slice's if `ct`): dark lungs on a bright body, opacities in the lungs scaled by `signal`, an
+    "R" marker in the top-left corner scaled by `marker`. `rng` draws what varies between images
+    of one patient: pose, opacities, gain, noise, marker."""
+    if anatomy is None:
+        anatomy = Anatomy.draw(rng, ct=ct)
+    elif anatomy.ct != ct:
+        raise ValueError(f"ct={ct} but the anatomy given has ct={anatomy.ct}")
     # Geometry in [0, 1] coordinates so that every size shows the same anatomy; lungs stay inside
-    # [BORDER, 1 - BORDER] for every jitter (checked by the tests).
+    # [BORDER, 1 - BORDER] for every jitter and pose (checked by the tests).
     xx, yy = np.meshgrid((np.arange(width) + 0.5) / width, (np.arange(height) + 0.5) / height)
-    jx, jy = rng.uniform(-0.02, 0.02, size=2)
-    background = rng.uniform(0.02, 0.12)
-    body_level = rng.uniform(0.55, 0.7)
-    if ct:
-        body = _soft_ellipse(xx, yy, 0.5 + jx, 0.5 + jy, 0.46, 0.36, 0.03)
-        lung_axes = (rng.uniform(0.11, 0.14), rng.uniform(0.16, 0.2))
-        lung_cy = 0.5 + jy
-    else:
-        body = _soft_ellipse(xx, yy, 0.5 + jx, 0.55 + jy, rng.uniform(0.4, 0.47), 0.56, 0.03)
-        lung_axes = (rng.uniform(0.09, 0.12), rng.uniform(0.21, 0.25))
-        lung_cy = 0.5 + jy + rng.uniform(-0.02, 0.02)
-    spread = rng.uniform(0.15, 0.19)
-    lung_centres = [(0.5 + jx - spread, lung_cy), (0.5 + jx + spread, lung_cy)]
-    lungs = sum(_soft_ellipse(xx, yy, cx, cy, *lung_axes) for cx, cy in lung_centres)
-    heart = _soft_ellipse(xx, yy, 0.55 + jx, lung_cy + 0.1, 0.09, 0.12, 0.1)
-    lungs = np.clip(lungs, 0.0, 1.0) * (1.0 - 0.7 * heart)
-    image = background + (body_level - background) * body
-    image -= rng.uniform(0.3, 0.45) * lungs
-    if not ct:  # faint ribs give the lungs a texture of their own
-        phase, freq = rng.uniform(0, 2 * np.pi), rng.uniform(7.0, 9.0)
-        ribs = np.sin(2 * np.pi * freq * (yy + 0.4 * (xx - 0.5 - jx) ** 2) + phase)
-        image += rng.uniform(0.02, 0.05) * ribs * lungs
+    pose = _floats(rng.uniform(-POSE, POSE, size=2))
+    image, lungs = _draw_anatomy(anatomy, pose, xx, yy)
     # Own streams for the opacities and the marker: with the same `rng`, images that differ in
     # `signal` or `marker` share everything else (anatomy, gain, noise).
     blob_rng = np.random.default_rng(rng.integers(2**63))
     marker_corner = rng.uniform(0.01, 0.025, size=2)
     if signal > 0:
-        blobs = np.zeros_like(image)
-        for _ in range(int(blob_rng.integers(3, 7))):
-            cx, cy = lung_centres[int(blob_rng.integers(2))]
-            angle, radius = blob_rng.uniform(0, 2 * np.pi), 0.75 * np.sqrt(blob_rng.random())
-            bx = cx + radius * lung_axes[0] * np.cos(angle)
-            by = cy + radius * lung_axes[1] * np.sin(angle)
-            sigma = blob_rng.uniform(0.03, 0.055)
-            amplitude = blob_rng.uniform(0.18, 0.3)
-            blobs += amplitude * np.exp(-((xx - bx) ** 2 + (yy - by) ** 2) / (2 * sigma**2))
-        blobs *= signal * lungs
-        # Darken the lungs by what the opacities add, so the lungs' mean (hence the image's)
-        # stays that of a healthy image: the signal is local texture, not a brightness shift.
-        plain_std = image.std()
-        image += blobs - lungs * blobs.sum() / (lungs * lungs).sum()
-        # Same for the spread: rescale about the (unchanged) mean to the healthy image's std.
-        image = image.mean() + (image - image.mean()) * plain_std / image.std()
+        centres = anatomy.lung_centres(pose)
+        image = _add_opacities(image, lungs, centres, anatomy.lung_axes, signal, blob_rng, xx, yy)
     # Per-image gain and offset dwarf what the local opacities add to the global mean and std.
     image = rng.uniform(-0.08, 0.08) + rng.uniform(0.8, 1.2) * image
     if marker > 0:
@@ -171,6 +208,47 @@ def render_chest(
         image = image * (1.0 - marker * glyph) + marker * 0.1 * glyph
     image += rng.normal(0.0, rng.uniform(0.01, 0.03), size=image.shape)
     return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _draw_anatomy(
+    anatomy: Anatomy, pose: tuple[float, float], xx: np.ndarray, yy: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The noiseless picture in [0, 1] and the lungs' mask (where opacities may go)."""
+    a = anatomy
+    mid_x = 0.5 + a.shift[0] + pose[0]
+    body_y = a.body_centre_y + a.shift[1] + pose[1]
+    body = _soft_ellipse(xx, yy, mid_x, body_y, *a.body_axes, 0.03)
+    centres = a.lung_centres(pose)
+    lungs = sum(_soft_ellipse(xx, yy, cx, cy, *a.lung_axes) for cx, cy in centres)
+    heart_dx, heart_dy, *heart_axes = a.heart
+    heart = _soft_ellipse(xx, yy, mid_x + heart_dx, centres[0][1] + heart_dy, *heart_axes, 0.1)
+    lungs = np.clip(lungs, 0.0, 1.0) * (1.0 - 0.7 * heart)
+    image = a.background + (a.body_level - a.background) * body - a.lung_depth * lungs
+    if a.ribs is not None:  # faint ribs give the lungs a texture of their own
+        freq, phase, amplitude = a.ribs
+        ribs = np.sin(2 * np.pi * freq * (yy + 0.4 * (xx - mid_x) ** 2) + phase)
+        image += amplitude * ribs * lungs
+    return image, lungs
+
+
+def _add_opacities(image, lungs, centres, lung_axes, signal, rng, xx, yy) -> np.ndarray:
+    """Add 3-6 bright blobs inside the lungs, keeping the picture's mean and std."""
+    blobs = np.zeros_like(image)
+    for _ in range(int(rng.integers(3, 7))):
+        cx, cy = centres[int(rng.integers(2))]
+        angle, radius = rng.uniform(0, 2 * np.pi), 0.75 * np.sqrt(rng.random())
+        bx = cx + radius * lung_axes[0] * np.cos(angle)
+        by = cy + radius * lung_axes[1] * np.sin(angle)
+        sigma = rng.uniform(0.03, 0.055)
+        amplitude = rng.uniform(0.18, 0.3)
+        blobs += amplitude * np.exp(-((xx - bx) ** 2 + (yy - by) ** 2) / (2 * sigma**2))
+    blobs *= signal * lungs
+    # Darken the lungs by what the opacities add, so the lungs' mean (hence the image's) stays
+    # that of a healthy image: the signal is local texture, not a brightness shift.
+    plain_std = image.std()
+    image = image + blobs - lungs * blobs.sum() / (lungs * lungs).sum()
+    # Same for the spread: rescale about the (unchanged) mean to the healthy image's std.
+    return image.mean() + (image - image.mean()) * plain_std / image.std()
 
 
 def _block_mask(corner: np.ndarray, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
@@ -193,12 +271,37 @@ def _glyph_mask(corner: np.ndarray, xx: np.ndarray, yy: np.ndarray) -> np.ndarra
     return mask
 
 
+def _draw_arrow(pixels: np.ndarray, anatomy: Anatomy, rng: np.random.Generator) -> np.ndarray:
+    """The picture in RGB with a red arrow 8-12% of its width long, its tip on one lung, coming
+    from above and from the midline so that it stays inside the thorax."""
+    height, width = pixels.shape
+    side = int(rng.integers(2))  # 0: the lung on the picture's left
+    cx, cy = anatomy.lung_centres()[side]
+    ax, ay = anatomy.lung_axes
+    tip = np.array([cx + rng.uniform(-0.3, 0.3) * ax, cy + rng.uniform(-0.4, 0.4) * ay])
+    tip *= (width, height)
+    length = rng.uniform(0.08, 0.12) * width
+    angle = rng.uniform(np.pi / 6, np.pi / 3)
+    back = np.array([np.cos(angle) * (1 - 2 * side), -np.sin(angle)])  # unit vector tip to tail
+    head = 0.45 * length
+    base = tip + head * back
+    across = 0.6 * head * np.array([-back[1], back[0]])
+    img = Image.fromarray(np.stack([pixels] * 3, axis=-1))
+    draw = ImageDraw.Draw(img)
+    # Thick enough that JPEG's halved colour resolution leaves it clearly red.
+    shaft = max(3, round(0.025 * width))
+    draw.line([tuple(base), tuple(tip + length * back)], fill=ARROW_RGB, width=shaft)
+    draw.polygon([tuple(tip), tuple(base + across), tuple(base - across)], fill=ARROW_RGB)
+    return np.asarray(img)
+
+
 def _encode(pixels: np.ndarray, style: _Style) -> bytes:
-    """Save in the style's format and mode, with no metadata, so the bytes depend on pixels only."""
+    """Save in the style's format and mode, with no metadata, so the bytes depend on pixels only.
+    `pixels` is grayscale, or RGB for the "RGB" mode."""
     if style.mode == "L":
         img = Image.fromarray(pixels)
     elif style.mode == "RGB":
-        img = Image.fromarray(np.stack([pixels] * 3, axis=-1))
+        img = Image.fromarray(pixels if pixels.ndim == 3 else np.stack([pixels] * 3, axis=-1))
     elif style.mode == "RGBA":
         alpha = np.full_like(pixels, 255)  # opaque: content identical to the grayscale picture
         img = Image.fromarray(np.stack([pixels] * 3 + [alpha], axis=-1))
@@ -224,7 +327,7 @@ def _image_rng(seed: int, stream: int, index: int) -> np.random.Generator:
 
 def _check_args(
     out_dir: Path, seed: int, n_disease: int, n_healthy: int, n_external: int, size: int,
-    confound: float, signal: float,
+    confound: float, signal: float, marks: float,
 ) -> None:  # fmt: skip
     if seed < 0:
         raise ConfigError(f"seed={seed}: must be >= 0")
@@ -241,6 +344,8 @@ def _check_args(
         raise ConfigError(f"confound={confound}: must lie in [0, 1]")
     if signal < 0:
         raise ConfigError(f"signal={signal}: must be >= 0")
+    if not 0.0 <= marks <= 1.0:
+        raise ConfigError(f"marks={marks}: must lie in [0, 1] (a fraction of COVID-19 X-rays)")
     for name in (DISEASE_DIR, HEALTHY_DIR, EXTERNAL_DIR):
         target = out_dir / name
         if target.exists() and any(target.iterdir()):
@@ -338,6 +443,24 @@ def _plant_disease_faults(rng: np.random.Generator, rows: list[dict]) -> None:
         row["_style"] = _Style(style.width, style.height, "PNG", mode, style.quality, 0.0)
 
 
+def _choose_marks(rows: list[dict], seed: int, fraction: float) -> None:
+    """Flag `fraction` of the COVID-19 X-ray rows free of planted faults for a red arrow; their
+    images turn RGB."""
+    copied = {id(r["_duplicate_of"]) for r in rows if "_duplicate_of" in r}
+    eligible = [
+        r for r in rows
+        if r["finding"] == "COVID-19" and not r["_ct"] and "_fault" not in r
+        and id(r) not in copied and r["_style"].mode in ("L", "RGB")
+    ]  # fmt: skip
+    # A stream of its own, so that marking changes no other image; a permutation, so that a
+    # larger fraction marks a superset.
+    order = np.random.default_rng([seed, 5]).permutation(len(eligible))
+    for index in order[: round(fraction * len(eligible))]:
+        row = eligible[index]
+        row["_mark"] = True
+        row["_style"] = replace(row["_style"], mode="RGB")
+
+
 def _extension(style: _Style, rng: np.random.Generator) -> str:
     return ".png" if style.fmt == "PNG" else str(rng.choice([".jpeg", ".jpg"]))
 
@@ -365,11 +488,7 @@ def _write_disease(root: Path, rows: list[dict], seed: int, signal: float) -> di
             data = written[id(source)]
             faults["duplicate_pair"] = [source["filename"], row["filename"]]
         else:
-            rng = _image_rng(seed, 1, index)
-            pixels = render_chest(
-                rng, style.width, style.height, signal=signal, marker=style.marker, ct=row["_ct"]
-            )
-            data = _encode(pixels, style)
+            data = _encode(_render_disease(row, index, seed, signal), style)
             written[id(row)] = data
         if fault == "corrupt":
             data = data[: len(data) // 2]  # truncated download: header decodes, pixels do not
@@ -390,6 +509,20 @@ def _write_disease(root: Path, rows: list[dict], seed: int, signal: float) -> di
         for row in rows:
             writer.writerow([row[c] for c in METADATA_COLUMNS])
     return faults
+
+
+def _render_disease(row: dict, index: int, seed: int, signal: float) -> np.ndarray:
+    """One disease image of the row's patient (a CT slice keeps a look of its own), with a red
+    arrow if the row is marked."""
+    style = row["_style"]
+    anatomy = None if row["_ct"] else _patient_anatomy(seed, 1, int(row["Patientid"]))
+    pixels = render_chest(
+        _image_rng(seed, 1, index), style.width, style.height,
+        anatomy=anatomy, signal=signal, marker=style.marker, ct=row["_ct"],
+    )  # fmt: skip
+    if row.get("_mark"):
+        pixels = _draw_arrow(pixels, anatomy, _image_rng(seed, 6, index))
+    return pixels
 
 
 def _healthy_plan(rng: np.random.Generator, n_patients: int) -> list[tuple[str, str]]:
@@ -432,9 +565,10 @@ def _write_healthy(
         old = styles[index]
         styles[index] = _Style(old.width, old.height, "PNG", mode, old.quality, 0.0)
         modes[mode] = files[index][1]
-    for index, ((_key, name), style) in enumerate(zip(files, styles, strict=True)):
+    for index, ((key, name), style) in enumerate(zip(files, styles, strict=True)):
+        anatomy = _patient_anatomy(seed, 2, int(key.removeprefix("IM-")))
         rng = _image_rng(seed, 2, index)
-        pixels = render_chest(rng, style.width, style.height, marker=style.marker)
+        pixels = render_chest(rng, style.width, style.height, anatomy=anatomy, marker=style.marker)
         (root / name).write_bytes(_encode(pixels, style))
     # A byte-identical copy saved under another name, as `IM-0019-0001 (1).jpeg` in the real set.
     original = next(name for _key, name in files if re.fullmatch(r"IM-\d{4}-0001\.jpeg", name))
@@ -467,18 +601,20 @@ def generate_synthetic(
     image_size: int = 128,
     confound: float = 1.0,
     signal: float = 1.0,
+    marks: float = 0.15,
 ) -> dict:
     """Write the three synthetic sources under `out_dir`; return a JSON-safe summary of counts
     and planted faults. Same arguments give byte-identical files."""
     out_dir = Path(out_dir)
     _check_args(
         out_dir, seed, n_disease_patients, n_healthy_patients, n_external_patients, image_size,
-        confound, signal,
+        confound, signal, marks,
     )  # fmt: skip
     plan_rng = np.random.default_rng([seed, 0])
 
     rows = _disease_plan(plan_rng, n_disease_patients, image_size)
     _plant_disease_faults(plan_rng, rows)
+    _choose_marks(rows, seed, marks)
     disease_faults = _write_disease(out_dir / DISEASE_DIR, rows, seed, signal)
 
     healthy_files = _healthy_plan(plan_rng, n_healthy_patients)
@@ -489,11 +625,14 @@ def generate_synthetic(
     external_files = _external_plan(plan_rng, n_external_patients)
     external = out_dir / EXTERNAL_DIR
     external.mkdir(parents=True, exist_ok=True)
-    for index, (_pid, name) in enumerate(external_files):
+    for index, (pid, name) in enumerate(external_files):
         style = _shared_style(_image_rng(seed, 4, index), image_size)
         # NIH ships 8-bit grayscale PNG; size follows the disease source, no marker, no signal.
         style = _Style(style.width, style.height, "PNG", "L", style.quality, 0.0)
-        pixels = render_chest(_image_rng(seed, 3, index), style.width, style.height)
+        anatomy = _patient_anatomy(seed, 3, int(pid))
+        pixels = render_chest(
+            _image_rng(seed, 3, index), style.width, style.height, anatomy=anatomy
+        )
         (external / name).write_bytes(_encode(pixels, style))
 
     def counts(values) -> dict[str, int]:
@@ -509,6 +648,7 @@ def generate_synthetic(
             "image_size": int(image_size),
             "confound": float(confound),
             "signal": float(signal),
+            "marks": float(marks),
         },
         "disease": {
             "dir": DISEASE_DIR,
@@ -519,6 +659,7 @@ def generate_synthetic(
             "rows_by_view": counts([r["view"] for r in rows]),
             "rows_by_modality": counts([r["modality"] for r in rows]),
             "faults": disease_faults,
+            "coloured_marks": sorted(r["filename"] for r in rows if r.get("_mark")),
         },
         "healthy": {
             "dir": HEALTHY_DIR,

@@ -88,7 +88,7 @@ def configure_tensorflow(threads: int, *, deterministic: bool = True) -> dict[st
         "op_determinism": deterministic,
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
-        # None when unset: TensorFlow then picks (off on AMD CPUs, see FACTS.md).
+        # None when unset: TensorFlow then picks (off on AMD CPUs, see docs/facts.md).
         "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
     }
 
@@ -262,6 +262,7 @@ def _replace_via_tmp(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def _save_model(model: keras.Model, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     _replace_via_tmp(path, lambda tmp: model.save(tmp))
 
 
@@ -460,7 +461,7 @@ def _batch_makers(
 def seeded_head(feature_shape: tuple, settings: TrainSettings) -> keras.Model:
     """The article's head, built right after `keras.utils.set_random_seed(settings.seed)`, so
     its initial weights and Dropout stream never depend on what consumed randomness before
-    (the cached-feature equivalence needs this; FACTS.md)."""
+    (the cached-feature equivalence needs this; docs/facts.md)."""
     keras.utils.set_random_seed(settings.seed)
     return build_head(
         feature_shape,
@@ -468,6 +469,157 @@ def seeded_head(feature_shape: tuple, settings: TrainSettings) -> keras.Model:
         dense_units=settings.dense_units,
         dropout=settings.dropout,
     )
+
+
+def prepare_base(
+    arch: Architecture,
+    images: np.ndarray,
+    *,
+    image_size: int,
+    weights: str | Path | None,
+    seed: int,
+    batch_size: int,
+) -> tuple[keras.Model, int]:
+    """The frozen base every run of an architecture shares: ImageNet weights from a local file,
+    or random weights drawn after `set_random_seed(seed)` with BatchNorm statistics recalibrated
+    on `images` (uint8 [N,H,W,1]). Returns the base and the number of recalibrated layers."""
+    keras.utils.set_random_seed(seed)
+    base = build_base(arch, image_size, weights)
+    if weights is not None:
+        return base, 0
+    # Near-equal chunks, as recalibrate_batchnorm makes from an array: no batch of one.
+    chunks = np.array_split(images, max(1, math.ceil(len(images) / batch_size)))
+    batches = (preprocess(arch, chunk, image_size) for chunk in chunks)
+    return base, recalibrate_batchnorm(base, batches, batch_size)
+
+
+def _stages(settings: TrainSettings, base: keras.Model | None) -> list[_Stage]:
+    stages = [_Stage(settings.epochs, settings.learning_rate)]
+    if settings.fine_tune:
+        stages.append(
+            _Stage(
+                settings.epochs + settings.fine_tune_epochs,
+                settings.fine_tune_learning_rate,
+                lambda: _unfreeze_top(base, settings.fine_tune_layers),
+            )
+        )
+    return stages
+
+
+def _fit_and_save(
+    model: keras.Model,
+    saved: keras.Model,
+    batches: tuple[Callable, Callable, tuple[int, ...]],
+    y_train: np.ndarray,
+    y_val: np.ndarray,
+    settings: TrainSettings,
+    stages: list[_Stage],
+    out_dir: Path,
+    fingerprint: str,
+    callbacks: list | None,
+) -> tuple[dict, int, float]:
+    """Fit `model` (resumable from out_dir/backup), then write history.csv and `saved` as
+    model.keras (last epoch) and best.keras (lowest validation loss)."""
+    make_x, make_val, x_shape = batches
+    bs, seed = settings.batch_size, settings.seed
+    backup = out_dir / "backup"
+
+    def train_batches(first: int, end: int) -> tf.data.Dataset:
+        def orders():
+            return ((e, _epoch_order(len(y_train), seed, e)) for e in range(first, end))
+
+        return _batch_dataset(make_x, y_train, orders, bs, x_shape)
+
+    def val_orders():
+        return iter([(0, np.arange(len(y_val)))])
+
+    val_batches = _batch_dataset(
+        make_val, y_val, val_orders, bs, x_shape, math.ceil(len(y_val) / bs)
+    )
+    started = time.perf_counter()
+    state, resumed_from = _fit_stages(
+        model,
+        stages,
+        train_batches,
+        val_batches,
+        math.ceil(len(y_train) / bs),
+        backup,
+        fingerprint,
+        list(callbacks or []),
+    )
+    seconds_fit = time.perf_counter() - started
+    write_csv(out_dir / "history.csv", pd.DataFrame(state["rows"], columns=HISTORY_COLUMNS))
+    _save_model(saved, out_dir / "model.keras")
+    _load_best(model, backup, state)
+    _save_model(saved, out_dir / "best.keras")
+    shutil.rmtree(backup)
+    return state, resumed_from, seconds_fit
+
+
+def _fit_facts(state: dict, resumed_from: int, epochs: int) -> dict[str, Any]:
+    return {
+        "epochs": epochs,
+        "epochs_run": len(state["rows"]),
+        "resumed_from_epoch": resumed_from,
+        "best_epoch": state["best_epoch"],
+        "best_val_loss": state["best_val_loss"],
+        "final": state["rows"][-1],
+    }
+
+
+def train_on_features(
+    train: tuple[np.ndarray, np.ndarray, list[str]],
+    val: tuple[np.ndarray, np.ndarray, list[str]],
+    settings: TrainSettings,
+    *,
+    out_dir: Path,
+    provenance: dict[str, Any],
+    callbacks: list | None = None,
+) -> dict[str, Any]:
+    """Fit the article's head on stored base features ((features, labels, ids) per split);
+    write the head as model.keras / best.keras and history.csv to `out_dir`.
+
+    The head on the shared frozen base is the whole classifier (cxr.models.build_classifier
+    joins them), and fitting it on features gives the same weights as fitting base + head on
+    the images (docs/facts.md). `provenance` (base file, architecture, ...) enters the resume
+    fingerprint, so a run never resumes over another base."""
+    if settings.augmentation or settings.fine_tune:
+        raise ConfigError("stored features need a frozen base without augmentation")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (f_train, y_train, train_ids), (f_val, y_val, val_ids) = train, val
+    for what, labels in (("training", y_train), ("validation", y_val)):
+        if len(labels) == 0:
+            raise DataError(f"the {what} set is empty: check the protocol's split")
+    fingerprint = _fingerprint(
+        settings=dataclasses.asdict(settings),
+        provenance=provenance,
+        path="stored-features",
+        train=train_ids,
+        val=val_ids,
+    )
+    logger.info(
+        "head on stored features %s: %d training / %d validation images",
+        f_train.shape[1:],
+        len(y_train),
+        len(y_val),
+    )
+    with _dtype_policy(settings.mixed_precision):
+        head = seeded_head(f_train.shape[1:], settings)
+        batches = ((lambda i, e, b: f_train[i]), (lambda i, e, b: f_val[i]), f_train.shape[1:])
+        state, resumed_from, seconds_fit = _fit_and_save(
+            head, head, batches, y_train, y_val, settings, _stages(settings, None), out_dir,
+            fingerprint, callbacks,
+        )  # fmt: skip
+    return {
+        "path": "stored-features",
+        "n_train": len(y_train),
+        "n_val": len(y_val),
+        **_fit_facts(state, resumed_from, settings.epochs),
+        "seconds_fit": round(seconds_fit, 3),
+        "mixed_precision": settings.mixed_precision,
+        "devices": list_devices(),
+    }
 
 
 def train(
@@ -481,22 +633,23 @@ def train(
     out_dir: Path,
     path: str = "auto",
     callbacks: list | None = None,
+    base: keras.Model | None = None,
 ) -> dict[str, Any]:
-    """Train base + head; write model.keras (last epoch), best.keras (lowest val loss) and
-    history.csv to `out_dir`; return a JSON-safe summary.
+    """Train base + head on images; write model.keras (last epoch), best.keras (lowest val
+    loss) and history.csv to `out_dir`; return a JSON-safe summary.
 
     path "auto" runs the frozen base once and fits the head on the cached features when
     nothing changes the base's input or weights (no augmentation, no fine-tuning): the same
-    head weights, bit for bit, as fitting the whole model (FACTS.md), 10-20x faster.
+    head weights, bit for bit, as fitting the whole model (docs/facts.md), 10-20x faster.
     "full-model" forces fitting on images (for checks). A killed run resumes from its last
-    epoch when rerun with the same out_dir. `callbacks`: extra Keras callbacks (tests).
+    epoch when rerun with the same out_dir. `base`: a prepared base (prepare_base) to start
+    from instead of building one; `callbacks`: extra Keras callbacks (tests).
     """
     chosen = _choose_path(path, settings)
     check_image_size(arch, image_size)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    backup = out_dir / "backup"
-    bs, seed = settings.batch_size, settings.seed
+    bs = settings.batch_size
 
     x_train, y_train, train_ids = _load_arrays(train_ds, "training")
     x_val, y_val, val_ids = _load_arrays(val_ds, "validation")
@@ -506,6 +659,7 @@ def train(
         image_size=image_size,
         weights=weights,
         path=chosen,
+        given_base=base is not None,
         train=train_ids,
         val=val_ids,
     )
@@ -519,16 +673,14 @@ def train(
         chosen,
     )
     with _dtype_policy(settings.mixed_precision):
-        keras.utils.set_random_seed(seed)
-        base = build_base(arch, image_size, weights)
         started = time.perf_counter()
         recalibrated = 0
-        if weights is None:
-            # Near-equal chunks, as recalibrate_batchnorm makes from an array: no batch of one.
-            chunks = np.array_split(x_train, math.ceil(len(x_train) / bs))
-            batches = (preprocess(arch, chunk, image_size) for chunk in chunks)
-            recalibrated = recalibrate_batchnorm(base, batches, bs)
-        make_x, make_val, x_shape = _batch_makers(
+        if base is None:
+            base, recalibrated = prepare_base(
+                arch, x_train, image_size=image_size, weights=weights, seed=settings.seed,
+                batch_size=bs,
+            )  # fmt: skip
+        batches = _batch_makers(
             chosen, base, arch, {"x_train": x_train, "x_val": x_val}, image_size, settings
         )
         # BatchNorm recalibration (random weights) plus, on the fast path, the base's one run.
@@ -538,48 +690,11 @@ def train(
         head = seeded_head(base.output_shape[1:], settings)
         classifier = build_classifier(base, head)
         model = head if chosen == "cached-features" else classifier
-
-        stages = [_Stage(settings.epochs, settings.learning_rate)]
-        if settings.fine_tune:
-            stages.append(
-                _Stage(
-                    settings.epochs + settings.fine_tune_epochs,
-                    settings.fine_tune_learning_rate,
-                    lambda: _unfreeze_top(base, settings.fine_tune_layers),
-                )
-            )
-
-        def train_batches(first: int, end: int) -> tf.data.Dataset:
-            def orders():
-                return ((e, _epoch_order(len(y_train), seed, e)) for e in range(first, end))
-
-            return _batch_dataset(make_x, y_train, orders, bs, x_shape)
-
-        def val_orders():
-            return iter([(0, np.arange(len(y_val)))])
-
-        val_batches = _batch_dataset(
-            make_val, y_val, val_orders, bs, x_shape, math.ceil(len(y_val) / bs)
-        )
-
-        started = time.perf_counter()
-        state, resumed_from = _fit_stages(
-            model,
-            stages,
-            train_batches,
-            val_batches,
-            math.ceil(len(y_train) / bs),
-            backup,
-            fingerprint,
-            list(callbacks or []),
-        )
-        seconds_fit = time.perf_counter() - started
-
-        write_csv(out_dir / "history.csv", pd.DataFrame(state["rows"], columns=HISTORY_COLUMNS))
-        _save_model(classifier, out_dir / "model.keras")
-        _load_best(model, backup, state)
-        _save_model(classifier, out_dir / "best.keras")
-    shutil.rmtree(backup)
+        stages = _stages(settings, base)
+        state, resumed_from, seconds_fit = _fit_and_save(
+            model, classifier, batches, y_train, y_val, settings, stages, out_dir, fingerprint,
+            callbacks,
+        )  # fmt: skip
     return {
         "architecture": arch.name,
         "path": chosen,
@@ -588,12 +703,7 @@ def train(
         "batchnorm_recalibrated_layers": recalibrated,
         "n_train": len(y_train),
         "n_val": len(y_val),
-        "epochs": stages[-1].end,
-        "epochs_run": len(state["rows"]),
-        "resumed_from_epoch": resumed_from,
-        "best_epoch": state["best_epoch"],
-        "best_val_loss": state["best_val_loss"],
-        "final": state["rows"][-1],
+        **_fit_facts(state, resumed_from, stages[-1].end),
         "seconds_features": round(seconds_features, 3),
         "seconds_fit": round(seconds_fit, 3),
         "mixed_precision": settings.mixed_precision,

@@ -1,0 +1,37 @@
+"""Entry point of rule compare_protocols."""
+
+import pandas as pd
+
+from cxr.compare import compare_protocols
+from cxr.io import read_json, write_json
+from cxr.logs import run_logged
+
+
+def main(*, inputs: dict, outputs: dict, params: dict) -> None:
+    runs = [
+        {
+            "evaluation": read_json(ev),
+            "predictions": pd.read_csv(pred, dtype={"patient": str}, keep_default_na=False),
+        }
+        for ev, pred in zip(inputs["evaluations"], inputs["predictions"], strict=True)
+    ]
+    comparison = compare_protocols(
+        runs,
+        [read_json(p) for p in inputs["splits"]],
+        article="article",
+        primary=params["primary"],
+        threshold=params["threshold"],
+        n_boot=params["n_boot"],
+        seed=params["seed"],
+    )
+    write_json(outputs["comparison"], comparison)
+
+
+sm = snakemake  # noqa: F821
+run_logged(
+    sm.log[0],
+    main,
+    inputs={k: list(v) for k, v in sm.input.items()},
+    outputs=dict(sm.output.items()),
+    params=dict(sm.params.items()),
+)

@@ -1,0 +1,19 @@
+"""Entry point of rule split_protocol."""
+
+import pandas as pd
+
+from cxr.io import write_csv, write_json
+from cxr.logs import run_logged
+from cxr.split import split_protocol
+
+
+def main(*, inputs: dict, outputs: dict, params: dict) -> None:
+    images = pd.read_csv(inputs["images"], dtype={"patient": str}, keep_default_na=False)
+    splits, removed, summary = split_protocol(images, params["split"], params["marks"])
+    write_csv(outputs["splits"], splits)
+    write_csv(outputs["removed"], removed)
+    write_json(outputs["summary"], summary)
+
+
+sm = snakemake  # noqa: F821
+run_logged(sm.log[0], main, inputs=dict(sm.input), outputs=dict(sm.output), params=dict(sm.params))

@@ -1,0 +1,161 @@
+"""The TensorFlow jobs as the rules call them, on tiny synthetic shards: one base per
+architecture, heads on its stored features, and evaluation whose probabilities equal those of
+the saved full model (base + head) on the images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import synthetic_sources
+from cxr.curate import Rules, curate
+from cxr.io import read_json, write_csv, write_json
+from cxr.shards import write_shards
+from cxr.split import split_protocol
+
+pytestmark = pytest.mark.slow
+SIZE = 32
+FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
+TRAINING = {
+    "image_size": SIZE, "batch_size": 8, "weights": "none", "onednn": True,
+    "extra_architectures": {}, "epochs": 3, "learning_rate": 0.001, "dense_units": 8,
+    "dropout": 0.5, "pool_size": 4, "augmentation": False,
+    "fine_tune": {"layers": 0, "epochs": 1, "learning_rate": 1e-5}, "mixed_precision": False,
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def stage(synthetic_root, tmp_path_factory):
+    """Curated images, shards at 32 px, a patient split, and ResNet50's stored features."""
+    from cxr.jobs import extract_features_job
+
+    out = tmp_path_factory.mktemp("jobs")
+    images = curate(synthetic_sources(synthetic_root), Rules(), seed=2020)[0]
+    write_json(out / "manifest.json", write_shards(images, out, image_size=SIZE, count=2,
+                                                   max_pixels=10**7))  # fmt: skip
+    settings = {"protocol": "patient", "method": "patient", "fractions": FRACTIONS, "seed": 1}
+    splits = split_protocol(images, settings, None)[0]
+    write_csv(out / "splits.csv", splits)
+    features = {
+        "base": str(out / "features/base.keras"),
+        "features": str(out / "features/features.npy"),
+        "table": str(out / "features/features.csv"),
+        "summary": str(out / "features/summary.json"),
+    }
+    summary = extract_features_job(
+        inputs={"manifest": str(out / "manifest.json"), "weights": []},
+        outputs=features,
+        params={"architecture": "ResNet50", "training": TRAINING, "seed": 5},
+        threads=2,
+    )
+    return {"out": out, "images": images, "splits": splits, "features": features,
+            "summary": summary}  # fmt: skip
+
+
+def _inputs(stage) -> dict:
+    f = stage["features"]
+    return {
+        "features": f["features"], "table": f["table"], "base": f["base"],
+        "feature_summary": f["summary"], "manifest": str(stage["out"] / "manifest.json"),
+        "splits": str(stage["out"] / "splits.csv"),
+    }  # fmt: skip
+
+
+def _train(stage, run: dict, name: str) -> dict:
+    from cxr.jobs import train_job
+
+    model_dir = stage["out"] / "runs" / name
+    outputs = {k: str(model_dir / f) for k, f in (("model", "model.keras"), ("best", "best.keras"),
+               ("history", "history.csv"), ("summary", "summary.json"))}  # fmt: skip
+    train_job(
+        inputs=_inputs(stage), outputs=outputs, threads=2,
+        params={"architecture": "ResNet50", "protocol": "patient", "run": run,
+                "training": TRAINING},
+    )  # fmt: skip
+    return outputs
+
+
+def test_features_of_every_image_once(stage):
+    table = pd.read_csv(stage["features"]["table"], keep_default_na=False)
+    features = np.load(stage["features"]["features"])
+    assert len(table) == len(features) == len(stage["images"])
+    assert sorted(table["id"]) == sorted(stage["images"]["id"])
+    summary = stage["summary"]
+    trained = int((stage["images"]["role"] == "train").sum())
+    assert summary["batchnorm_recalibrated_on"] == trained  # never the external images
+    assert summary["forward_passes_per_image"] == 1
+
+
+def test_evaluation_equals_the_saved_full_model(stage, tmp_path):
+    """Head-on-features probabilities (what evaluation reports) equal the full model's."""
+    import keras
+
+    from cxr.architectures import DEFAULT_ARCHITECTURES
+    from cxr.jobs import evaluate_job, predict_run
+    from cxr.models import build_classifier, preprocess
+    from cxr.shards import load_images
+
+    run = {"name": "seed0", "seed": 0, "train_fraction": None}
+    outputs = _train(stage, run, "seed0")
+    summary = read_json(outputs["summary"])
+    assert summary["path"] == "stored-features" and summary["epochs_run"] == 3
+    splits = stage["splits"]
+    frame = splits[splits["split"].isin(["test", "external"])].sort_values(["split", "id"])
+    frame = frame.reset_index(drop=True)
+    inputs = _inputs(stage) | {"model": outputs["model"], "history": outputs["history"],
+                               "summary": outputs["summary"]}  # fmt: skip
+    params = {"architecture": "ResNet50", "protocol": "patient", "run": run,
+              "training": TRAINING, "labels": {"positive": "covid", "negative": "normal"},
+              "evaluation": {"threshold": 0.5, "bootstrap": 100, "checkpoint": "final",
+                             "full_model_check": 4}}  # fmt: skip
+    prob, how = predict_run(inputs, params, frame)
+    assert how["full_model_check"]["images"] == 4
+    # Independently: the whole model on every test and external image.
+    classifier = build_classifier(
+        keras.models.load_model(inputs["base"], compile=False),
+        keras.models.load_model(outputs["model"], compile=False),
+    )
+    images, _ = load_images(inputs["manifest"], list(frame["id"]))
+    x = preprocess(DEFAULT_ARCHITECTURES["ResNet50"], images, SIZE)
+    full = np.asarray(classifier.predict(x, verbose=0))[:, 1]
+    assert np.max(np.abs(full - prob)) < 1e-5
+    assert prob.std() > 0  # not a constant model: the comparison means something
+    evaluation = {k: str(tmp_path / f"seed0.{k}") for k in ("metrics", "predictions", "roc",
+                                                              "confusion", "curves")}  # fmt: skip
+    result = evaluate_job(inputs=inputs, outputs=evaluation, params=params, threads=2)
+    assert result["test"]["n"] == (frame["split"] == "test").sum()
+    assert result["prediction"]["full_model_check"] == {"images": 4, "passed": True}
+
+
+def test_stale_features_are_caught(stage, tmp_path):
+    """Features that are not the saved base's make evaluation fail, naming the files."""
+    import shutil
+
+    from cxr.errors import DataError
+    from cxr.jobs import predict_run
+
+    run = {"name": "seed0", "seed": 0, "train_fraction": None}
+    outputs = _train(stage, run, "stale")
+    features = tmp_path / "features.npy"
+    shutil.copy(stage["features"]["features"], features)
+    stored = np.load(features)
+    np.save(features, stored + 1.0)
+    inputs = _inputs(stage) | {"model": outputs["model"], "features": str(features)}
+    splits = stage["splits"]
+    frame = splits[splits["split"] == "test"].reset_index(drop=True)
+    params = {"architecture": "ResNet50", "training": TRAINING,
+              "evaluation": {"full_model_check": 4}}  # fmt: skip
+    with pytest.raises(DataError, match="stale"):
+        predict_run(inputs, params, frame)
+
+
+def test_learning_curve_run_trains_on_its_subset(stage):
+    from cxr.split import subsample_patients
+
+    run = {"name": "f050-seed1", "seed": 1, "train_fraction": 0.5}
+    summary = read_json(_train(stage, run, "f050-seed1")["summary"])
+    subset = subsample_patients(stage["splits"], 0.5, 1)
+    assert summary["n_train"] == len(subset)
+    assert summary["n_train_patients"] == subset["patient"].nunique()
+    assert summary["train_fraction"] == 0.5

@@ -1,0 +1,92 @@
+"""Protocols from config: defaults, runs and their names, and the checks that name the key."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from conftest import REPO
+from cxr.errors import ConfigError
+from cxr.protocols import Protocol, protocols_to_run, run_name
+
+
+@pytest.fixture()
+def config():
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def test_default_protocols_and_their_runs(config):
+    protocols = protocols_to_run(config)
+    assert list(protocols) == ["article", "patient", "no_marks", "learning_curve"]
+    article = protocols["article"]
+    assert article.split == "image" and article.seeds == (0,)
+    assert [r.name for r in article.runs()] == ["seed0"]
+    patient = protocols["patient"]
+    assert patient.fractions == config["splits"] and patient.split_seed == config["seed"]
+    assert patient.seeds == tuple(config["training"]["seeds"])
+    assert protocols["no_marks"].exclude_marks
+    curve = protocols["learning_curve"]
+    names = [r.name for r in curve.runs()]
+    assert names[:2] == ["f025-seed0", "f025-seed1"] and names[-1] == "f100-seed1"
+    assert len(names) == 4 * 2
+    assert curve.run("f050-seed1").train_fraction == 0.5
+
+
+def test_run_names():
+    assert run_name(3) == "seed3"
+    assert run_name(0, 0.25) == "f025-seed0"
+    assert run_name(2, 1.0) == "f100-seed2"
+
+
+def test_a_user_protocol_in_config_only(config):
+    config["protocols"]["test30"] = {"split": "patient", "split_seed": 7, "fractions":
+                                     {"train": 0.6, "val": 0.1, "test": 0.3}}  # fmt: skip
+    config["protocols"]["run"].append("test30")
+    protocol = protocols_to_run(config)["test30"]
+    assert protocol.split_seed == 7 and protocol.fractions["test"] == 0.3
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c["protocols"].update(run=["nope"]), "protocols.nope is not defined"),
+        (lambda c: c["protocols"].update(run=["patient", "patient"]), "twice"),
+        (lambda c: c["protocols"].update(run=[]), "empty"),
+        (lambda c: c["protocols"].update(primary="article", run=["patient"]), "primary"),
+        (
+            lambda c: c["protocols"]["patient"].update(
+                fractions={"train": 0.5, "val": 0.1, "test": 0.3}
+            ),
+            "sum to 1",
+        ),  # fmt: skip
+        (lambda c: c["protocols"]["patient"].update(split="random"), "split must be"),
+        (
+            lambda c: c["protocols"]["learning_curve"].update(train_fractions=[0.333]),
+            "whole percentage",
+        ),  # fmt: skip
+        (lambda c: c["protocols"]["learning_curve"].update(train_fractions=[0.5, 0.5]), "twice"),
+        (lambda c: c["protocols"]["article"].update(seeds=[1, 1]), "seed twice"),
+        (
+            lambda c: c["protocols"]["article"].update(training={"image_size": 128}),
+            "cannot differ between protocols",
+        ),  # fmt: skip
+    ],
+)
+def test_bad_protocols_name_the_key(config, change, message):
+    bad = copy.deepcopy(config)
+    change(bad)
+    with pytest.raises(ConfigError, match=message):
+        protocols_to_run(bad)
+
+
+def test_reserved_names_are_refused(config):
+    config["protocols"]["shards"] = {"split": "patient"}
+    with pytest.raises(ConfigError, match="results/<name>"):
+        Protocol.from_config("shards", config)
+
+
+def test_head_settings_may_differ(config):
+    config["protocols"]["article"]["training"] = {"epochs": 3}
+    assert protocols_to_run(config)["article"].training == {"epochs": 3}

@@ -10,19 +10,35 @@ checksums, so moving a template's mtime without editing it reruns nothing). Step
 3. a CSS comment is appended to it: `-n`, then the rerun, timed (target: seconds, no training
    job);
 4. one architecture is added to `training.architectures` (extra config file): `-n` (target:
-   only its train and evaluate jobs, plus the summary and report that read every
-   architecture), then the run, timed.
+   extract_features for it and its train_model and evaluate_model jobs of every run of every
+   protocol, plus what reads every architecture: each protocol's summarise_evaluations, the
+   learning-curve plots, compare_protocols and render_report; nothing of the other
+   architectures, no border probe), then the run, timed. The planned jobs per rule are
+   compared with those counts, computed from the protocols of the config.
 """
 
 import argparse
+import collections
 import os
 import shutil
 import time
 from pathlib import Path
 
-from common import OUT, REPO, effective_config, emit, planned_jobs, say, snakemake, write_config
+from common import (
+    OUT,
+    REPO,
+    cpu_label,
+    effective_config,
+    emit,
+    planned_jobs,
+    say,
+    snakemake,
+    write_config,
+)
 
-TRAINING_RULES = ("train_model", "evaluate_model", "probe_borders")
+from cxr.protocols import protocols_to_run
+
+TRAINING_RULES = ("extract_features", "train_model", "evaluate_model", "probe_borders")
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "scripts", "report", "envs")
 
 
@@ -60,6 +76,24 @@ def names(jobs: list[dict]) -> list[str]:
     return [j["job"] for j in jobs]
 
 
+def expected_after_adding(config: dict) -> dict[str, int]:
+    """Jobs per rule that adding one architecture should plan, from the config's protocols."""
+    protocols = protocols_to_run(config)
+    runs = sum(len(p.runs()) for p in protocols.values())
+    expected = {
+        "extract_features": 1,
+        "train_model": runs,
+        "evaluate_model": runs,
+        "summarise_evaluations": len(protocols),
+        "plot_learning_curve": sum(p.train_fractions is not None for p in protocols.values()),
+        "compare_protocols": 1,
+        "render_report": 1,
+    }
+    if config["training"]["weights"] == "imagenet":
+        expected["fetch_weights"] = 1
+    return {rule: count for rule, count in expected.items() if count}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -89,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     shutil.rmtree(run_dir, ignore_errors=True)
     say(f"full run of the embedded default from a copy of the workflow in {args.workdir} ...")
     first = run(run_dir, snakefile, args.cores)
-    say(f"full run: {first['seconds']} s")
+    say(f"full run: {first['seconds']} s [{cpu_label()}]")
     before = plan(run_dir, snakefile, args.cores)
     show("no change", before)
 
@@ -104,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     edited = plan(run_dir, snakefile, args.cores)
     show("style.css edited", edited)
     rerun = run(run_dir, snakefile, args.cores)
-    say(f"rerun after the edit: {rerun['seconds']} s, ran {rerun['ran']}")
+    say(f"rerun after the edit: {rerun['seconds']} s, ran {rerun['ran']} [{cpu_label()}]")
 
     current = effective_config()["training"]["architectures"]
     added_config = write_config(
@@ -115,9 +149,16 @@ def main(argv: list[str] | None = None) -> None:
     show(f"{args.add} added", added)
     training_jobs = [j["job"] for j in added if j["rule"] in TRAINING_RULES]
     others = [job for job in training_jobs if f"arch={args.add}" not in job]
+    expected = expected_after_adding(effective_config((added_config,)))
+    counts = dict(collections.Counter(j["rule"] for j in added))
+    say(
+        f"planned per rule {counts}; expected {expected}: "
+        f"{'as expected' if counts == expected else 'NOT as expected'}; jobs of other "
+        f"architectures: {others or 'none'} [{cpu_label()}]"
+    )
     added_run = None if args.plan_only else run(run_dir, snakefile, args.cores, (added_config,))
     if added_run:
-        say(f"run after adding {args.add}: {added_run['seconds']} s")
+        say(f"run after adding {args.add}: {added_run['seconds']} s [{cpu_label()}]")
 
     emit(
         "incremental",
@@ -139,6 +180,8 @@ def main(argv: list[str] | None = None) -> None:
                 "planned": names(added),
                 "reasons": {j["job"]: j["reason"] for j in added},
                 "other_architectures_jobs": others,
+                "planned_per_rule": counts,
+                "expected_per_rule": expected,
                 **({"seconds": added_run["seconds"], "ran": added_run["ran"]} if added_run else {}),
             },
         },

@@ -1,11 +1,12 @@
 """Benchmark 2: how close each base's forward pass comes to this CPU's fp32 peak, and whether the
 input pipeline could ever be what limits it.
 
-Model: images/s of base.predict_on_batch (as cxr.training runs the frozen base) over the shards'
-images, preprocessed beforehand, batch 32; times FLOPs per image (counted by TensorFlow's
-profiler on the frozen graph, multiply-add = 2) gives achieved GFLOP/s, divided by the peak
-(cores x clock x fp32 FLOP/cycle, read from /proc/cpuinfo and the CPU flags) and by what a large
-fp32 matrix product reaches on the same threads (a VM reports only the nominal clock).
+Model: images/s of base.predict_on_batch (as rule extract_features runs the frozen base, once
+per image) over the shards' images, preprocessed beforehand, batch 32; times FLOPs per image
+(counted by TensorFlow's profiler on the frozen graph, multiply-add = 2) gives achieved GFLOP/s,
+divided by the peak (cores x clock x fp32 FLOP/cycle, read from /proc/cpuinfo and the CPU flags)
+and by what a large fp32 matrix product reaches on the same threads (a VM reports only the
+nominal clock).
 Input pipeline: images/s of cxr.shards.read_shards (read + PNG decode + resize to the model's
 size) and batching, alone; then with the conversion to the base's input (RGB, preprocess_input).
 Shards are written at 256 px and read at 224, as the workflow's article datasets do.
@@ -14,7 +15,7 @@ Shards are written at 256 px and read at 224, as the workflow's article datasets
 # ruff: noqa: E402 (TF_ENABLE_ONEDNN_OPTS must be set before anything imports TensorFlow)
 import os
 
-# TensorFlow reads it once, at import: oneDNN is 1.2-2x faster on this CPU (FACTS.md), and the
+# TensorFlow reads it once, at import: oneDNN is 1.2-2x faster on this CPU (docs/facts.md), and the
 # workflow's TensorFlow rules turn it on too (training.onednn: true).
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -26,7 +27,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-from common import OUT, emit, machine, median_time, say
+from common import OUT, cpu_label, emit, machine, median_time, say
 from dataset import DATA_CHOICES, prepare
 
 from cxr.architectures import Architecture, resolve_architectures
@@ -94,7 +95,7 @@ def forward_rate(
     keras.utils.set_random_seed(0)
     base = build_base(arch, image_size, None)
     x = preprocess(arch, images, image_size)
-    # Random weights: set BatchNorm statistics first so activations are realistic (FACTS.md:
+    # Random weights: set BatchNorm statistics first so activations are realistic (docs/facts.md:
     # without it MobileNet's shrink to ~1e-20, and denormals could skew the timing).
     recalibrate_batchnorm(base, x[:batch_size], batch_size)
     base.predict_on_batch(x[:batch_size])  # warm-up: tracing and oneDNN kernel selection
@@ -186,11 +187,11 @@ def main(argv: list[str] | None = None) -> None:
     why = "--flops-per-cycle" if args.flops_per_cycle else info["fp32_flop_per_cycle_source"]
     say(
         f"peak fp32 = {info['cores']} cores x {info['clock_ghz']} GHz ({info['clock_source']}) x "
-        f"{per_cycle} FLOP/cycle ({why}) = {peak:.1f} GFLOP/s"
+        f"{per_cycle} FLOP/cycle ({why}) = {peak:.1f} GFLOP/s; CPU: {cpu_label(info)}"
     )
     ceiling = gemm(args.gemm_size)
     data = prepare(args.workdir, data=args.data, n_images=args.images, shard_size=args.shard_size)
-    paths = data.shards("train") + data.shards("val")
+    paths = data.shards()  # every image once, as the workflow's shards
     passes = max(1, -(-args.pipeline_images // data.n_images))
 
     def rate(arch=None):
@@ -259,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{of_gemm:.0%} of a GEMM measured alongside ({gemm_gflops:.0f} GFLOP/s, so the cores"
             f" run at >= {effective_clock:.2f} GHz); input pipeline "
             f"{pipeline:.0f} images/s ({with_input:.0f} with preprocess_input) = "
-            f"{pipeline / fps:.0f}x the model"
+            f"{pipeline / fps:.0f}x the model [{cpu_label()}]"
         )
         emit("throughput", record)
         keras.backend.clear_session()

@@ -3,7 +3,10 @@
 The article's way: base + head fitted for E epochs on images that a tf.data pipeline reads from
 the original files, decodes and resizes every epoch (and for every validation pass), as the
 article's input pipeline did. Ours: cxr.training.train(), which runs the frozen base once over
-TFRecord shards and fits the head on the cached features. Same seed, same head, same batch order
+the images read from TFRecord shards (cxr.shards.load_images, timed) and fits the head on the
+cached features; the workflow splits this into extract_features (the base, once per
+architecture for every protocol) and train_model (the head on stored features), which compute
+the same. Same seed, same head, same batch order
 (cxr.training's per-epoch order); the images are decoded and resized by the workflow's own
 functions (cxr.images.load_image, cxr.shards.resize_square) in both paths, and the shards are
 written at the training size, so the base sees the same pixels and the head weights can be
@@ -21,7 +24,7 @@ decoded once and held in memory (the article's way minus the per-epoch decoding)
 # ruff: noqa: E402 (TF_ENABLE_ONEDNN_OPTS must be set before anything imports TensorFlow)
 import os
 
-# TensorFlow reads it once, at import: oneDNN is 1.2-2x faster on this CPU (FACTS.md), and the
+# TensorFlow reads it once, at import: oneDNN is 1.2-2x faster on this CPU (docs/facts.md), and the
 # workflow's TensorFlow rules turn it on too (training.onednn: true).
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -35,7 +38,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-from common import OUT, emit, say
+from common import OUT, cpu_label, emit, say
 from dataset import DATA_CHOICES, MAX_PIXELS, Prepared, Split, prepare
 
 from cxr.architectures import Architecture, resolve_architectures
@@ -47,7 +50,7 @@ from cxr.models import (
     recalibrate_batchnorm,
     to_rgb,
 )
-from cxr.shards import read_shards, resize_square
+from cxr.shards import resize_square
 from cxr.training import TrainSettings, _epoch_order, configure_tensorflow, seeded_head, train
 
 # _epoch_order is private to cxr.training; it is imported, not copied, so that the two paths
@@ -152,13 +155,21 @@ def our_way(
     arch: Architecture, data: Prepared, settings: TrainSettings, image_size: int, path: str,
     out_dir: Path, weights: Path | None,
 ) -> dict:  # fmt: skip
-    """cxr.training.train() on the shards; return seconds, head weights and its summary."""
+    """cxr.training.train() on the splits' images read from the shards (reading included in
+    the time); return seconds, head weights and its summary."""
     shutil.rmtree(out_dir, ignore_errors=True)
     started = time.perf_counter()
+
+    def dataset(split: Split) -> tf.data.Dataset:
+        images, table = data.images(split)
+        return tf.data.Dataset.from_tensor_slices(
+            {"image": images, "label": table["label"].to_numpy(np.int64), "id": table["id"]}
+        )
+
     summary = train(
         arch,
-        read_shards(data.shards("train")),
-        read_shards(data.shards("val")),
+        dataset(data.train),
+        dataset(data.val),
         settings,
         image_size=image_size,
         weights=weights,
@@ -253,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     say(
         f"{data.data}: {len(data.train.ids)} training + {len(data.val.ids)} validation images at "
         f"{args.image_size} px, {args.epochs} epochs, batch {args.batch_size}, "
-        f"{args.threads} threads, oneDNN {runtime['TF_ENABLE_ONEDNN_OPTS']}"
+        f"{args.threads} threads, oneDNN {runtime['TF_ENABLE_ONEDNN_OPTS']}; CPU: {cpu_label()}"
     )
     for arch in resolve_architectures(args.architectures):
         weights = args.weights_dir / f"{arch.name}.h5" if args.weights_dir else None
@@ -294,7 +305,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{arch.name}: article's way {article['seconds']:.1f} s, ours {ours['seconds']:.1f} s"
             f" -> {record['speedup']:.1f}x ({record['speedup_without_recalibration']:.1f}x without "
             f"the BatchNorm pass of {recal:.1f} s); head weights identical: {same} "
-            f"(max |diff| {diff:g})"
+            f"(max |diff| {diff:g}) [{cpu_label()}]"
         )
         if args.in_memory:
             memory = our_way(

@@ -29,6 +29,9 @@ sys.path.insert(0, str(REPO / "scripts"))
 # JSON lines and scratch directories; CXR_BENCH_OUT moves them (e.g. for a trial run).
 OUT = Path(os.environ.get("CXR_BENCH_OUT", REPO / "benchmarks" / "out"))
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+# The results layout the figures were measured on; records without it (or with another) are
+# from before the protocols layout of issue 10, and table.py says so.
+LAYOUT = "protocols"
 
 
 # --------------------------------------------------------------------------- machine
@@ -110,6 +113,15 @@ def machine() -> dict[str, Any]:
     }
 
 
+def cpu_label(info: dict[str, Any] | None = None) -> str:
+    """One line naming the CPU a figure was measured on (machine()'s dict, or this one)."""
+    m = machine() if info is None else info
+    return (
+        f"{m['cpu']} (family {m['family']}, model {m['model']}), {m['cores']} cores at "
+        f"{m['clock_ghz']} GHz, 1-min load {m['load_average_1min']}"
+    )
+
+
 # --------------------------------------------------------------------------- output
 
 
@@ -120,6 +132,7 @@ def emit(benchmark: str, record: dict[str, Any], out_dir: Path = OUT) -> Path:
         "benchmark": benchmark,
         "time": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": machine(),
+        "layout": LAYOUT,
         **record,
     }
     path = out_dir / f"{benchmark}.jsonl"
@@ -282,6 +295,26 @@ def log_durations(log_text: str) -> pd.DataFrame:
 
 def repo_config() -> dict:
     return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def dataset_config(name: str) -> dict:
+    """Config overrides that pick dataset `name`; a local dataset's roots (relative to the
+    repository in config.yaml) made absolute, since the runs happen in scratch directories."""
+    config: dict[str, Any] = {"dataset": name}
+    sources = repo_config()["datasets"][name].get("sources") or {}
+    roots = {
+        source: str((REPO / spec["root"]).resolve())
+        for source, spec in sources.items()
+        if "download" not in spec and not spec["root"].startswith("resources/")
+    }
+    missing = [root for root in roots.values() if not Path(root).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"dataset {name}: {missing} not found (see config.yaml)")
+    if roots:
+        config["datasets"] = {
+            name: {"sources": {source: {"root": root} for source, root in roots.items()}}
+        }
+    return config
 
 
 def effective_config(configs: tuple[Path, ...] = ()) -> dict:

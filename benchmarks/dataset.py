@@ -1,6 +1,7 @@
 """The benchmarks' small data set: curated images (the article's own 68 + 70 where
-`../shared/data` holds them, else synthetic ones), a train/val assignment, and TFRecord shards
-written by the workflow's own code (cxr.curate, cxr.shards)."""
+`../shared/data` holds them, else synthetic ones), TFRecord shards of every picked image written
+by the workflow's own code (cxr.curate, cxr.shards), and a split table that assigns each image to
+train or val (the shards hold no split, as in the workflow)."""
 
 from __future__ import annotations
 
@@ -8,21 +9,24 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from common import REPO, repo_config, say
 
 from cxr.curate import Rules, curate
 from cxr.io import read_json, write_json
-from cxr.shards import read_shards, shard_paths, write_shards
+from cxr.shards import load_images, shard_paths, write_shards
 from cxr.synthetic import generate_synthetic
 
 MAX_PIXELS = 50_000_000
+SHARD_COUNT = 4
 DATA_CHOICES = ("auto", "article_local", "synthetic")
+SPLIT_COLUMNS = ["id", "patient", "source", "label", "y", "split"]
 
 
 @dataclass(frozen=True)
 class Split:
-    """One split in the order the shards yield it (that order decides batches and BN chunks)."""
+    """One split in the split table's order (by id): that order decides batches and BN chunks."""
 
     ids: list[str]
     paths: list[str]  # the original image files
@@ -32,8 +36,8 @@ class Split:
 @dataclass(frozen=True)
 class Prepared:
     data: str
-    shard_dir: Path
-    manifest: dict
+    manifest_path: Path
+    splits: pd.DataFrame  # the split table: id, patient, source, label, y, split
     train: Split
     val: Split
 
@@ -41,8 +45,17 @@ class Prepared:
     def n_images(self) -> int:
         return len(self.train.ids) + len(self.val.ids)
 
-    def shards(self, split: str) -> list[Path]:
-        return shard_paths(self.manifest, self.shard_dir, split)
+    @property
+    def manifest(self) -> dict:
+        return read_json(self.manifest_path)
+
+    def shards(self) -> list[Path]:
+        """Every shard (they hold every picked image once)."""
+        return shard_paths(self.manifest, self.manifest_path.parent)
+
+    def images(self, split: Split) -> tuple[np.ndarray, pd.DataFrame]:
+        """A split's images read from the shards, in the split's order (cxr.shards.load_images)."""
+        return load_images(self.manifest_path, split.ids)
 
 
 def _article_sources() -> dict[str, dict]:
@@ -82,11 +95,20 @@ def resolve_data(data: str) -> str:
     return "article_local" if all(root.is_dir() for root in roots) else "synthetic"
 
 
+def split_table(picked: pd.DataFrame) -> pd.DataFrame:
+    """Every 5th picked image (by id) in val, the rest in train, as the workflow's split tables
+    (id, patient, source, label, y, split). Image-level on purpose: the benchmarks time training,
+    and this keeps the 111 + 27 of the article's 138 images that the earlier figures used."""
+    table = picked.sort_values("id").reset_index(drop=True)[SPLIT_COLUMNS[:-1]].copy()
+    table["split"] = ["val" if i % 5 == 4 else "train" for i in range(len(table))]
+    return table
+
+
 def prepare(
     workdir: Path, *, data: str, n_images: int, shard_size: int, seed: int = 2020
 ) -> Prepared:
-    """Curate, pick `n_images` (balanced, by id), put every 5th in val, write shards at
-    `shard_size` under workdir/shards-<data>-<n>-<size>; reuse them when already there."""
+    """Curate, pick `n_images` (balanced, by id), write their shards at `shard_size` under
+    workdir/shards-<data>-<n>-<size> (reused when already there) and their split table."""
     data = resolve_data(data)
     if data == "article_local":
         sources = _article_sources()
@@ -102,29 +124,25 @@ def prepare(
         rest = images[~images["id"].isin(picked["id"])]
         picked = pd.concat([picked, rest.head(n_images - len(picked))]).sort_values("id")
     picked = picked.reset_index(drop=True)
-    splits = picked[["id"]].copy()
-    splits["split"] = ["val" if i % 5 == 4 else "train" for i in range(len(picked))]
+    splits = split_table(picked)
 
     shard_dir = workdir / f"shards-{data}-{len(picked)}-{shard_size}"
     manifest_path = shard_dir / "manifest.json"
-    key = {"ids": picked["id"].tolist(), "size": shard_size}
+    # "count" is new with the protocols layout: shards of the earlier per-split layout differ.
+    key = {"ids": picked["id"].tolist(), "size": shard_size, "count": SHARD_COUNT}
     if not (manifest_path.is_file() and read_json(manifest_path).get("key") == key):
         manifest = write_shards(
-            picked, splits, shard_dir, image_size=shard_size, shards_per_split=2,
-            max_pixels=MAX_PIXELS,
-        )  # fmt: skip
+            picked, shard_dir, image_size=shard_size, count=SHARD_COUNT, max_pixels=MAX_PIXELS
+        )
         write_json(manifest_path, {**manifest, "key": key})
-    manifest = read_json(manifest_path)
+    splits.to_csv(shard_dir / "splits.csv", index=False)
 
     by_id = picked.set_index("id")
 
     def split(name: str) -> Split:
-        ids = [
-            row["id"].decode()
-            for row in read_shards(shard_paths(manifest, shard_dir, name)).as_numpy_iterator()
-        ]
+        ids = splits.loc[splits["split"] == name, "id"].tolist()
         return Split(
             ids, [str(by_id.loc[i, "path"]) for i in ids], [int(by_id.loc[i, "y"]) for i in ids]
         )
 
-    return Prepared(data, shard_dir, manifest, split("train"), split("val"))
+    return Prepared(data, manifest_path, splits, split("train"), split("val"))

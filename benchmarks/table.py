@@ -1,11 +1,12 @@
 """Print the latest benchmark figures (benchmarks/out/*.jsonl) as Markdown tables, with the
-targets of issue 7 and whether each is met, and the machine they were measured on."""
+targets of issues 7 and 10 and whether each is met, and the CPU each was measured on. Records
+written before the protocols layout (issue 10) are marked so."""
 
 import argparse
 import json
 from pathlib import Path
 
-from common import OUT
+from common import LAYOUT, OUT, cpu_label
 
 
 def latest(path: Path, key: str | None) -> list[dict]:
@@ -25,6 +26,12 @@ def yes(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
+def measured_on(r: dict) -> str:
+    """The CPU of a record, and whether it predates the protocols layout."""
+    when = "" if r.get("layout") == LAYOUT else "; before the protocols layout"
+    return f"CPU: {cpu_label(r['machine'])}{when}"
+
+
 def training(rows: list[dict]) -> list[str]:
     if not rows:
         return []
@@ -33,6 +40,8 @@ def training(rows: list[dict]) -> list[str]:
         f"### 1. Frozen training, the article's way vs ours ({r0['data']}, {r0['n_train']} + "
         f"{r0['n_val']} images, {r0['image_size']} px, {r0['epochs']} epochs, batch "
         f"{r0['batch_size']}, {r0['threads']} threads, weights {r0.get('weights', 'random')})",
+        "",
+        measured_on(r0),
         "",
         "| base | article's way (s) | ours (s) | ours: base once / head epochs (s) | speedup "
         "| BatchNorm pass (s) | speedup without it | head weights identical "
@@ -68,6 +77,8 @@ def throughput(rows: list[dict]) -> list[str]:
     lines = [
         f"### 2. Closeness to the hardware limit ({r0['data']} shards at {r0['shard_size']} px "
         f"read at {r0['image_size']} px, batch {r0['batch_size']}, {r0['threads']} threads)",
+        "",
+        measured_on(r0),
         "",
         f"Peak fp32: {peak['cores']} cores x {peak['clock_ghz']} GHz x "
         f"{peak['fp32_flop_per_cycle']} FLOP/cycle = {r0['peak_gflops']} GFLOP/s "
@@ -107,13 +118,18 @@ def workflow(rows: list[dict]) -> list[str]:
 
 
 def workflow_run(r: dict) -> list[str]:
-    forward = sum(r["forward_seconds"].values())
     lines = [
         f"### 3. End to end: `snakemake --cores {r['cores']}`, {r.get('variant', '')} "
         f"({', '.join(r['architectures'])}, {r['image_size']} px, {r['epochs']} epochs)",
         "",
+        measured_on(r),
+        "",
         f"Wall time {r['wall_seconds']} s from an empty directory (target < 300 s: "
         f"{yes(r['wall_seconds'] < 300)}); the jobs took {r['job_seconds']} s in all.",
+    ]
+    if "forward_passes" not in r:
+        return [*lines, "", "(Recorded before the protocols layout: rerun `make bench-workflow`.)"]
+    lines += [
         "",
         "| rule | jobs | s | max RSS (MB) | from |",
         "| --- | ---: | ---: | ---: | --- |",
@@ -121,21 +137,89 @@ def workflow_run(r: dict) -> list[str]:
     for rule, x in sorted(r["rules"].items(), key=lambda item: -item[1]["s"]):
         rss = "" if x["max_rss_mb"] is None else f"{x['max_rss_mb']:.0f}"
         lines.append(f"| {rule} | {x['jobs']} | {x['s']} | {rss} | {x['source']} |")
-    shares = {
-        "base forward passes": forward,
-        "TensorFlow start-up": r["tf_import_seconds"] * r["tf_jobs"],
-        "head epochs": r["head_fit_seconds"],
-    }
-    shares["everything else"] = r["job_seconds"] - sum(shares.values())
+    shares = r["job_seconds_shares"]
     largest = max(shares, key=shares.get)
     lines += [
         "",
         "Where the job time goes: "
         + ", ".join(f"{k} {v:.0f} s ({v / r['job_seconds']:.0%})" for k, v in shares.items())
-        + f". Base forward passes per rule (re-timed): {r['forward_seconds']}; TensorFlow "
-        f"start-up is {r['tf_import_seconds']} s per job x {r['tf_jobs']} jobs. Largest share: "
-        f"{largest} (target: base forward passes, {yes(largest == 'base forward passes')}).",
+        + f". TensorFlow start-up is {r['tf_import_seconds']} s per job x {r['tf_jobs']} jobs. "
+        f"Largest share: {largest} (target: the base passes, "
+        f"{yes(largest.startswith('base passes'))}).",
+        "",
+        *forward_passes(r),
+        "",
+        *heads(r),
     ]
+    return lines
+
+
+def forward_passes(r: dict) -> list[str]:
+    """Issue 10: base forward passes per image, and the wall time against them."""
+    passes = r["forward_passes"]
+    probe = r["probe_retimed"]
+    lines = [
+        f"#### Base forward passes per image ({r.get('variant', '')}; target: "
+        f"{passes['target']}; border probe on {passes['audit_architecture']}, weights "
+        f"{passes['probe_weights']})",
+        "",
+        measured_on(r),
+        "",
+        "| base | images | feature pass | BatchNorm pass | probe's blanked pass "
+        "| probe's BatchNorm | full-model checks | jobs on images | passes without BatchNorm "
+        "| target | verdict |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for a in passes["per_architecture"]:
+        lines.append(
+            f"| {a['architecture']} | {a['images']} | {a['feature_passes']:.2f} | "
+            f"{a['recalibration_passes']:.2f} | {a['probe_passes']:.2f} | "
+            f"{a['probe_recalibration_passes']:.2f} | {a['check_passes']:.2f} | "
+            f"{a['image_job_passes']:.2f} | {a['inference_passes']:.2f} | "
+            f"{a['target_passes']:.2f} | {a['verdict']} |"
+        )
+    features = ", ".join(
+        f"{a['architecture']} {a['seconds_features']:.1f}" for a in passes["per_architecture"]
+    )
+    bases = ", ".join(
+        f"{a['architecture']} {a['seconds_base']:.1f}" for a in passes["per_architecture"]
+    )
+    lines += [
+        "",
+        f"Wall time {r['wall_seconds']} s against the unavoidable forward passes "
+        f"{r['unavoidable_forward_seconds']} s (feature passes: {features}; the probe's blanked "
+        f"pass over {probe['images']} images, re-timed: {probe['seconds_pass']}): "
+        f"**{r['wall_over_unavoidable']}x**. BatchNorm passes (seconds_base, build included: "
+        f"{bases}; the probe's, re-timed: {probe['seconds_base']}) {r['batchnorm_seconds']} s; "
+        f"with them {r['wall_over_unavoidable_and_batchnorm']}x.",
+    ]
+    return lines
+
+
+def heads(r: dict) -> list[str]:
+    """Issue 10: the heads' jobs per protocol, and what they cost."""
+    lines = [
+        f"#### Heads per protocol ({r.get('variant', '')})",
+        "",
+        measured_on(r),
+        "",
+        "| protocol | train_model jobs | s | of which head epochs (s) | evaluate_model jobs | s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    total = {"train_jobs": 0, "train_seconds": 0.0, "head_fit_seconds": 0.0}
+    total.update(evaluate_jobs=0, evaluate_seconds=0.0)
+    for protocol, h in r["heads"].items():
+        lines.append(
+            f"| {protocol} | {h['train_jobs']} | {h['train_seconds']} | {h['head_fit_seconds']} "
+            f"| {h['evaluate_jobs']} | {h['evaluate_seconds']} |"
+        )
+        for key in total:
+            total[key] += h[key]
+    lines.append(
+        f"| all | {total['train_jobs']} | {total['train_seconds']:.1f} | "
+        f"{total['head_fit_seconds']:.1f} | {total['evaluate_jobs']} | "
+        f"{total['evaluate_seconds']:.1f} |"
+    )
     return lines
 
 
@@ -144,16 +228,20 @@ def scale(rows: list[dict]) -> list[str]:
         return []
     rows = sorted(rows, key=lambda r: r["factor"])
     lines = [
-        "### 4. Scale: the data half (curate, split, shards), `--cores 2`",
+        "### 4. Scale: the data half (curate, split per protocol, shards), `--cores 2`",
         "",
-        "| size | input records | images in shards | s | curate / shards (s) | marginal s per "
-        "1000 images vs the first size | peak RSS, all processes (MB) | largest process (MB) |",
+        measured_on(rows[-1]),
+        "",
+        "| size | input records | images in shards | s | curate / split, all protocols (log) / "
+        "shards (s) | marginal s per 1000 images vs the first size | peak RSS, all processes "
+        "(MB) | largest process (MB) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         rules = r["rules"]
         per_rule = " / ".join(
-            str(rules.get(name, {}).get("s", "?")) for name in ("curate_images", "write_shards")
+            str(rules.get(name, {}).get("s", "?"))
+            for name in ("curate_images", "split_protocol", "write_shards")
         )
         marginal = r.get("marginal_seconds_per_1000_images_vs_first") or ""
         lines.append(
@@ -181,16 +269,36 @@ def incremental(rows: list[dict]) -> list[str]:
         "### 5. Incremental reruns (a copy of the workflow, embedded default, "
         f"`--cores {r['cores']}`; the first full run took {r['first_run_seconds']} s)",
         "",
+        measured_on(r),
+        "",
         "| change | jobs planned (`-n`) | rerun (s) | target |",
         "| --- | --- | ---: | --- |",
         f"| none | {', '.join(r['planned_without_change']) or 'none'} | | |",
         f"| report/style.css mtime only | {', '.join(touched) or 'none'} | | |",
         f"| report template edited ({t['method']}) | {', '.join(t['planned']) or 'none'} | "
         f"{t['seconds']} | {yes(not t['training_jobs_rerun'] and t['seconds'] < 60)} |",
-        f"| add {a['added']} to training.architectures | {', '.join(a['planned'])} | "
-        f"{a.get('seconds', 'not run')} | {yes(not a['other_architectures_jobs'])} |",
+        f"| add {a['added']} to training.architectures | {planned_rules(a)} | "
+        f"{a.get('seconds', 'not run')} | {added_verdict(a)} |",
     ]
     return lines
+
+
+def planned_rules(a: dict) -> str:
+    """Jobs per rule when counted (protocols layout), else every planned job."""
+    if "planned_per_rule" not in a:
+        return ", ".join(a["planned"])
+    return ", ".join(f"{rule} x{count}" for rule, count in a["planned_per_rule"].items())
+
+
+def added_verdict(a: dict) -> str:
+    ok = not a["other_architectures_jobs"]
+    if "expected_per_rule" not in a:
+        return yes(ok)
+    as_expected = a["planned_per_rule"] == a["expected_per_rule"]
+    text = yes(ok and as_expected)
+    if not as_expected:
+        text += f" (expected {a['expected_per_rule']})"
+    return text
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -208,11 +316,13 @@ def main(argv: list[str] | None = None) -> None:
         json.loads(line)["machine"]
         for path in sorted(args.out.glob("*.jsonl"))
         for line in path.read_text().splitlines()[-1:]
+        if line.strip()
     ]
     if machines:
         m = machines[-1]
         print(
-            f"Machine: {m['cpu']} (vendor {m['vendor']}, family {m['family']}, model "
+            f"Machine of the latest figures: {m['cpu']} (vendor {m['vendor']}, family "
+            f"{m['family']}, model "
             f"{m['model']}), {m['cores']} cores at {m['clock_ghz']} GHz, "
             f"{'/'.join(m['vector_flags'])}, {m['memory_gib']} GiB; Python {m['python']}, "
             f"TF_ENABLE_ONEDNN_OPTS={m['TF_ENABLE_ONEDNN_OPTS']}. Load averages when the "

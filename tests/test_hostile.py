@@ -179,6 +179,10 @@ def dry_run(tmp_path, overrides: dict) -> subprocess.CompletedProcess:
         ({"dataset": "nope"}, "nope"),
         ({"splits.train": 0.5, "splits.test": 0.4}, "splits.test"),
         ({"audit.auc_warn": 0.9}, "auc_warn"),
+        ({"protocols.run": ["patient", "nope"]}, "protocols.nope is not defined"),
+        ({"protocols.learning_curve.train_fractions": [0.333]}, "whole percentage"),
+        ({"protocols.article.split": "random"}, "random"),
+        ({"marks.min_area": 2}, "min_area"),
         (
             {
                 "training.weights": "imagenet",

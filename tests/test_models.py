@@ -173,7 +173,7 @@ def test_recalibration_revives_random_mobilenet():
         return base, before, np.asarray(base.predict_on_batch(x))
 
     base, before, after = recalibrated_features()
-    # Moving stats 0/1 match no activation: the features collapse (FACTS.md: ~1e-20).
+    # Moving stats 0/1 match no activation: the features collapse (docs/facts.md: ~1e-20).
     assert before.std() < 1e-10
     assert after.std() > 1e-3 and np.isfinite(after).all()
     # Trainable flags and momenta are restored; the result is deterministic.

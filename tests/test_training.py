@@ -108,7 +108,7 @@ def test_cached_features_refused_when_images_change(tmp_path):
 
 @pytest.mark.slow
 def test_cached_features_equal_full_model_fit(tmp_path):
-    """FACTS.md's claim on a tiny case: random ResNet50 (no collapse), shuffling, dropout 0.5."""
+    """docs/facts.md on a tiny case: random ResNet50 (no collapse), shuffling, dropout 0.5."""
     arch = DEFAULT_ARCHITECTURES["ResNet50"]
     kwargs = {"arch": arch, "n_train": 12, "epochs": 3}
     full = run(tmp_path / "full", path="full-model", **kwargs)

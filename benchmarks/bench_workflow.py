@@ -11,8 +11,8 @@ Prints, each figure with the CPU it was measured on:
    shards; features.npy must have a row per image), the BatchNorm recalibration pass of random
    weights (batchnorm_recalibrated_on / images, from the extract_features summary), for the
    audit architecture the border probe's blanked pass and its recalibration (the images named
-   in probe_borders' log / images), the evaluations' full-model checks (images in each
-   evaluation JSON), and any job that ran the base on images instead of stored features;
+   in probe_borders' log / images), the saved-base check of extract_features (images in its
+   feature summary, once per architecture), and any job that ran the base on images instead of stored features;
    against the target: 1 per image, plus the probe's blanked pass;
 3. the wall time against the unavoidable forward passes (each architecture's seconds_features
    plus the probe's blanked pass, which is re-timed here on the run's shards because the probe
@@ -137,13 +137,13 @@ def count_passes(workdir: Path, config: dict, jobs: pd.DataFrame) -> dict:
         log = (workdir / FEATURES_LOG.format(arch=arch)).read_text()
         featured = sum(int(n) for n in FEATURE_IMAGES.findall(log))
         mine = jobs[jobs["arch"] == arch]
-        check_images, image_jobs, image_passes = 0, [], 0.0
+        # extract_features reloads the saved base once and checks it on a few images.
+        check_images, image_jobs, image_passes = summary.get("saved_base_check_images", 0), [], 0.0
         for job in mine.itertuples():
             names = {"protocol": job.protocol, "arch": arch, "run": job.run}
             if job.rule == "evaluate_model":
                 prediction = read_json(workdir / EVAL.format(**names))["prediction"]
-                check_images += prediction.get("full_model_check", {}).get("images", 0)
-                if prediction["path"] != "head on stored features":
+                if not prediction.startswith("head on the stored features"):
                     # The whole model on the evaluated images (a fine-tuned or augmented run).
                     frame = pd.read_csv(workdir / EVAL_PREDICTIONS.format(**names))
                     image_jobs.append(f"evaluate_model/{job.protocol}/{arch}/{job.run}")
@@ -211,8 +211,8 @@ def verdict(r: dict) -> str:
         causes.append(f"+{r['feature_passes'] - 1:.2f} from repeated feature passes (its log)")
     if r["check_passes"]:
         causes.append(
-            f"+{r['check_passes']:.2f} from the evaluations' full-model checks "
-            f"({r['check_images']} images; evaluation.full_model_check)"
+            f"+{r['check_passes']:.2f} from the saved-base check of extract_features "
+            f"({r['check_images']} images, once; training.saved_base_check)"
         )
     if r["image_job_passes"]:
         causes.append(f"+{r['image_job_passes']:.2f} from jobs on images: {r['image_jobs']}")
@@ -398,7 +398,7 @@ def main(argv: list[str] | None = None) -> None:
         "recalibration_passes": "BatchNorm",
         "probe_passes": "probe",
         "probe_recalibration_passes": "probe BatchNorm",
-        "check_passes": "full-model checks",
+        "check_passes": "saved-base check",
         "image_job_passes": "jobs on images",
         "inference_passes": "passes (no BatchNorm)",
         "target_passes": "target",

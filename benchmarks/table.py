@@ -166,7 +166,7 @@ def forward_passes(r: dict) -> list[str]:
         measured_on(r),
         "",
         "| base | images | feature pass | BatchNorm pass | probe's blanked pass "
-        "| probe's BatchNorm | full-model checks | jobs on images | passes without BatchNorm "
+        "| probe's BatchNorm | saved-base check | jobs on images | passes without BatchNorm "
         "| target | verdict |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]

@@ -92,6 +92,7 @@ PER_JOB_TRAINING = {
         "mem_mb",
         "runtime",
         "gpus",
+        "saved_base_check",
     )
 }
 

@@ -36,6 +36,7 @@ rule extract_features:
         architecture="{arch}",
         training=base_training,
         seed=config["seed"],
+        check_images=config["training"]["saved_base_check"],
     script:
         "../scripts/extract_features.py"
 

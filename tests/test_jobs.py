@@ -46,7 +46,7 @@ def stage(synthetic_root, tmp_path_factory):
     summary = extract_features_job(
         inputs={"manifest": str(out / "manifest.json"), "weights": []},
         outputs=features,
-        params={"architecture": "ResNet50", "training": TRAINING, "seed": 5},
+        params={"architecture": "ResNet50", "training": TRAINING, "seed": 5, "check_images": 4},
         threads=2,
     )
     return {"out": out, "images": images, "splits": splits, "features": features,
@@ -85,6 +85,7 @@ def test_features_of_every_image_once(stage):
     trained = int((stage["images"]["role"] == "train").sum())
     assert summary["batchnorm_recalibrated_on"] == trained  # never the external images
     assert summary["forward_passes_per_image"] == 1
+    assert summary["saved_base_check_images"] == 4
 
 
 def test_evaluation_equals_the_saved_full_model(stage, tmp_path):
@@ -105,12 +106,13 @@ def test_evaluation_equals_the_saved_full_model(stage, tmp_path):
     frame = frame.reset_index(drop=True)
     inputs = _inputs(stage) | {"model": outputs["model"], "history": outputs["history"],
                                "summary": outputs["summary"]}  # fmt: skip
-    params = {"architecture": "ResNet50", "protocol": "patient", "run": run,
-              "training": TRAINING, "labels": {"positive": "covid", "negative": "normal"},
-              "evaluation": {"threshold": 0.5, "bootstrap": 100, "checkpoint": "final",
-                             "full_model_check": 4}}  # fmt: skip
+    params = {
+        "architecture": "ResNet50", "protocol": "patient", "run": run, "training": TRAINING,
+        "labels": {"positive": "covid", "negative": "normal"},
+        "evaluation": {"threshold": 0.5, "bootstrap": 100, "checkpoint": "final"},
+    }  # fmt: skip
     prob, how = predict_run(inputs, params, frame)
-    assert how["full_model_check"]["images"] == 4
+    assert how.startswith("head on the stored features")
     # Independently: the whole model on every test and external image.
     classifier = build_classifier(
         keras.models.load_model(inputs["base"], compile=False),
@@ -125,29 +127,23 @@ def test_evaluation_equals_the_saved_full_model(stage, tmp_path):
                                                               "confusion", "curves")}  # fmt: skip
     result = evaluate_job(inputs=inputs, outputs=evaluation, params=params, threads=2)
     assert result["test"]["n"] == (frame["split"] == "test").sum()
-    assert result["prediction"]["full_model_check"] == {"images": 4, "passed": True}
+    assert result["prediction"] == how
 
 
-def test_stale_features_are_caught(stage, tmp_path):
-    """Features that are not the saved base's make evaluation fail, naming the files."""
-    import shutil
-
+def test_a_base_that_does_not_give_the_features_is_caught(stage):
+    """extract_features reloads the saved base and checks it against the stored features."""
+    from cxr.architectures import DEFAULT_ARCHITECTURES
     from cxr.errors import DataError
-    from cxr.jobs import predict_run
+    from cxr.jobs import check_saved_base
+    from cxr.shards import load_images
 
-    run = {"name": "seed0", "seed": 0, "train_fraction": None}
-    outputs = _train(stage, run, "stale")
-    features = tmp_path / "features.npy"
-    shutil.copy(stage["features"]["features"], features)
-    stored = np.load(features)
-    np.save(features, stored + 1.0)
-    inputs = _inputs(stage) | {"model": outputs["model"], "features": str(features)}
-    splits = stage["splits"]
-    frame = splits[splits["split"] == "test"].reset_index(drop=True)
-    params = {"architecture": "ResNet50", "training": TRAINING,
-              "evaluation": {"full_model_check": 4}}  # fmt: skip
-    with pytest.raises(DataError, match="stale"):
-        predict_run(inputs, params, frame)
+    arch = DEFAULT_ARCHITECTURES["ResNet50"]
+    images, _ = load_images(stage["out"] / "manifest.json")
+    stored = np.load(stage["features"]["features"])
+    check = check_saved_base(stage["features"]["base"], arch, images[:3], stored, SIZE)
+    assert check["images"] == 3 and check["relative_gap"] < 1e-5
+    with pytest.raises(DataError, match="does not reproduce the stored features"):
+        check_saved_base(stage["features"]["base"], arch, images[:3], stored * 1.01 + 1, SIZE)
 
 
 def test_learning_curve_run_trains_on_its_subset(stage):

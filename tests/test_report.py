@@ -36,6 +36,7 @@ MARKS = {"chroma_threshold": 60, "min_area": 0.0005, "ids": []}
 ALERT = "<script>alert(1)</script>"
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 WEIGHTS = "none (random, BatchNorm recalibrated)"
+TIMINGS = ("seconds_features", "seconds_fit", "resumed_from_epoch")  # in a run's train summary
 
 
 def _png(path: Path, colour: str) -> None:
@@ -97,7 +98,11 @@ def results(synthetic_root, tmp_path_factory) -> dict:
         manifest["splits"][split] = {"count": len(part), "shards": [shard]}
     write_json(inputs["manifest"], manifest)
 
-    evaluations, paths = [], {"evaluations": [], "predictions": [], "histories": []}
+    # As rule render_report declares them: per-run inputs in the same run order, and the
+    # figures as curves for every run, then roc for every run, then confusion for every run.
+    evaluations, paths = [], {"evaluations": [], "predictions": [], "histories": [],
+                              "train_summaries": []}  # fmt: skip
+    figures: dict[str, list[str]] = {"curves": [], "roc": [], "confusion": []}
     for i, (arch, seed) in enumerate(RUNS):
         predictions = _predictions(splits, seed=i)
         ev = evaluate_predictions(predictions, threshold=0.5, n_boot=50, seed=0)
@@ -114,6 +119,7 @@ def results(synthetic_root, tmp_path_factory) -> dict:
         write_csv(f"{stem}.predictions.csv", predictions)
         for kind, colour in (("roc", "red"), ("confusion", "green"), ("curves", "blue")):
             _png(Path(f"{stem}.{kind}.png"), colour)
+            figures[kind].append(f"{stem}.{kind}.png")
         history = out / f"models/{arch}/seed{seed}/history.csv"
         history.parent.mkdir(parents=True)
         write_csv(
@@ -123,9 +129,13 @@ def results(synthetic_root, tmp_path_factory) -> dict:
                  "val_loss": [0.8, 0.5, 0.6], "val_accuracy": [0.5, 0.6, 0.7]}
             ),
         )  # fmt: skip
+        train_summary = history.with_name("summary.json")
+        write_json(train_summary, {k: ev["training"][k] for k in TIMINGS})
         paths["evaluations"].append(f"{stem}.json")
         paths["predictions"].append(f"{stem}.predictions.csv")
         paths["histories"].append(str(history))
+        paths["train_summaries"].append(str(train_summary))
+    paths["figures"] = [path for kind in ("curves", "roc", "confusion") for path in figures[kind]]
     write_json(inputs["eval_summary"], summarise(evaluations))
 
     border = {"architecture": "DenseNet121", "auc": 0.91, "ci95": [0.8, 0.97],

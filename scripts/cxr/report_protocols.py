@@ -4,14 +4,12 @@ builder takes the workflow's outputs as plain values and returns what its templa
 
 from __future__ import annotations
 
-import base64
-import io
 from pathlib import Path
 
 import pandas as pd
-from PIL import Image
 
-from cxr.report import est, num, pct_est
+from cxr.report.figures import crop_uri
+from cxr.report.formatting import est, num, pct_est, points
 
 METRIC_NAMES = {
     "accuracy": "accuracy",
@@ -19,17 +17,6 @@ METRIC_NAMES = {
     "specificity": "specificity",
     "roc_auc": "ROC AUC",
 }
-
-
-def points(difference: dict | None) -> str:
-    """A difference of proportions in points with its interval, e.g. '+12 (+3 to +22)'."""
-    if not difference or difference.get("value") is None:
-        return "n/a"
-    text = f"{100 * difference['value']:+.0f}"
-    ci = difference.get("ci95")
-    if ci:
-        text += f" ({100 * ci[0]:+.0f} to {100 * ci[1]:+.0f})"
-    return text
 
 
 def _metric(entry: dict | None) -> str:
@@ -110,36 +97,6 @@ def marked_images(images: pd.DataFrame, marks: dict) -> pd.DataFrame:
     area = images["mark_area"].astype(float)
     coloured = area >= marks["min_area"] if marks["min_area"] > 0 else area > 0
     return images[coloured | images["id"].isin(set(marks.get("ids") or []))]
-
-
-def crop_uri(path: Path, box: str, *, size: int = 160, margin: float = 0.6) -> str | None:
-    """A PNG data: URI of the region `box` ("left top right bottom") of the image at `path`,
-    widened by `margin` of its size on each side, in colour (the marks are colour)."""
-    try:
-        with Image.open(path) as img:
-            img = img.convert("RGB")
-            left, top, right, bottom = (int(v) for v in box.split())
-            w, h = right - left, bottom - top
-            pad_x, pad_y = int(margin * max(w, 16)), int(margin * max(h, 16))
-            region = (
-                max(0, left - pad_x),
-                max(0, top - pad_y),
-                min(img.width, right + pad_x),
-                min(img.height, bottom + pad_y),
-            )
-            crop = img.crop(region)
-            # Scale to `size` on the long side, up as well as down: marks on small images
-            # would otherwise be a few pixels wide in the report.
-            scale = size / max(crop.size)
-            crop = crop.resize(
-                (max(1, round(crop.width * scale)), max(1, round(crop.height * scale))),
-                Image.Resampling.NEAREST if scale > 1 else Image.Resampling.LANCZOS,
-            )
-            buffer = io.BytesIO()
-            crop.save(buffer, format="PNG")
-    except (OSError, ValueError):
-        return None
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def marks_section(

@@ -3,28 +3,33 @@ need, and renders the Jinja2 templates in report/ with every image embedded as a
 
 from __future__ import annotations
 
-import base64
 import datetime
 import importlib.metadata
-import io
 import json
 import logging
-import math
 import re
 import subprocess
-import tempfile
 from pathlib import Path
-from statistics import NormalDist
 from typing import Any
 
 import jinja2
 import pandas as pd
 import yaml
-from PIL import Image
 
 from cxr.errors import DataError
-from cxr.images import ImageRejected, load_image
+from cxr.images import ImageRejected
 from cxr.io import atomic_open, read_json, sha256_file
+from cxr.report.figures import curation_flow_uri, png_file_uri, thumbnail_uri
+from cxr.report.formatting import (
+    detectable_difference,
+    est,
+    metric_text,
+    num,
+    pct,
+    pct_est,
+    short,
+    width_points,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,113 +43,13 @@ HEADLINE = (
     ("roc_auc", "ROC AUC"),
 )
 SPLIT_ORDER = ("train", "val", "test", "external")
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Names the workflow gives its per-run outputs: results/eval/<arch>/seed<k>.json and
 # results/models/<arch>/seed<k>/history.csv.
 RUN_PATTERN = re.compile(r"(?P<arch>[^/]+)/seed(?P<seed>\d+)(?:/|\.)")
 DEFAULT_DATASET = "synthetic"  # the embedded default, used when config.yaml cannot be read
 
 
-# ---------------------------------------------------------------- formatting (also filters)
-
-
-def num(value: Any, digits: int = 2) -> str:
-    """A number with fixed decimals; 'n/a' for None or NaN."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    return f"{value:.{digits}f}"
-
-
-def short(value: Any) -> str:
-    """A feature value with 3 decimals below 10, 1 above (e.g. 0.993, 194.7)."""
-    if value is None:
-        return "n/a"
-    return num(value, 3 if abs(value) < 10 else 1)
-
-
-def est(value: Any, ci: Any = None, digits: int = 2) -> str:
-    """Estimate with its interval, e.g. '0.80 (0.58-0.92)'."""
-    text = num(value, digits)
-    if text != "n/a" and ci and ci[0] is not None and ci[1] is not None:
-        text += f" ({ci[0]:.{digits}f}-{ci[1]:.{digits}f})"
-    return text
-
-
-def pct(value: Any, digits: int = 0) -> str:
-    """A share as a percentage, e.g. 0.25 -> '25%'."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    return f"{100 * value:.{digits}f}%"
-
-
-def pct_est(value: Any, ci: Any = None, digits: int = 0) -> str:
-    """Share with its interval as percentages, e.g. '25% (10-49%)'."""
-    text = pct(value, digits)
-    if text != "n/a" and ci and ci[0] is not None and ci[1] is not None:
-        text += f" ({100 * ci[0]:.{digits}f}-{100 * ci[1]:.{digits}f}%)"
-    return text
-
-
-def metric_text(metric: dict | None, digits: int = 2) -> str:
-    """'value (lo-hi)' of a metrics dict {'value', 'ci95'}; 'n/a' when absent."""
-    if not metric:
-        return "n/a"
-    return est(metric.get("value"), metric.get("ci95"), digits)
-
-
-def width_points(ci: Any) -> float | None:
-    """Width of an interval on [0, 1] in percentage points."""
-    if not ci or ci[0] is None or ci[1] is None:
-        return None
-    return 100.0 * (ci[1] - ci[0])
-
-
-def detectable_difference(p: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
-    """Smallest accuracy difference two independent test sets of n images detect (z-test)."""
-    # The textbook normal approximation; scipy/statsmodels are not in the report environment.
-    z = NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(power)
-    return z * math.sqrt(2 * p * (1 - p) / n)
-
-
 # ---------------------------------------------------------------- images
-
-
-def png_data_uri(data: bytes) -> str:
-    if not data.startswith(PNG_MAGIC):
-        raise DataError("report: an embedded figure is not a PNG (bad magic bytes)")
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-
-
-def png_file_uri(path: str | Path) -> str | None:
-    """The PNG at `path` as a data: URI; None (and a warning) when the file is missing."""
-    path = Path(path)
-    if not path.is_file():
-        log.warning("figure %s is missing; the report shows a placeholder", path)
-        return None
-    data = path.read_bytes()
-    if not data.startswith(PNG_MAGIC):
-        raise DataError(f"{path} is not a PNG; rerun the rule that writes it")
-    return png_data_uri(data)
-
-
-def curation_flow_uri(flow: dict) -> str:
-    """cxr.plots.curation_flow drawn into a temporary file, returned as a data: URI."""
-    from cxr import plots  # matplotlib is slow to import; only needed here
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "flow.png"
-        plots.curation_flow(flow, path)
-        return png_data_uri(path.read_bytes())
-
-
-def thumbnail_uri(path: Path, *, size: int, max_pixels: int) -> str:
-    """A small grayscale PNG of the image (decoded the way curation decodes it)."""
-    pixels, _ = load_image(path, max_pixels=max_pixels)
-    image = Image.fromarray(pixels)
-    image.thumbnail((size, size))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
-    return png_data_uri(buffer.getvalue())
 
 
 def sample_images(

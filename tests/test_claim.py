@@ -10,7 +10,7 @@ import jinja2
 import pytest
 
 from conftest import REPO
-from cxr import claim
+from cxr.report import checklist as claim
 
 FACTS = {
     "n_images": 138,

@@ -1,8 +1,11 @@
-"""The CLAIM checklist (Mongan, Moy & Kahn, Radiology: Artificial Intelligence 2020;2(2):e200029)
-for this reproduction: each of its 42 items marked met, not met or not applicable, with one
-sentence of why built from the facts of the run and the report section that addresses it."""
+"""Context of report/checklist.html.j2: the CLAIM checklist (Mongan, Moy & Kahn, Radiology:
+Artificial Intelligence 2020;2(2):e200029) for this reproduction: each of its 42 items marked met,
+not met or not applicable, with one sentence of why built from the facts of the run (claim_facts,
+read from the rest of the report's context) and the report section that addresses it."""
 
 from __future__ import annotations
+
+import pandas as pd
 
 STATUSES = ("met", "not met", "not applicable")
 
@@ -124,7 +127,7 @@ def _check(facts: dict) -> None:
     if missing:
         raise ValueError(
             f"CLAIM facts lack the key(s) {missing}; build every key listed in "
-            "cxr.claim.FACT_KEYS (use False, [] or None where a step was not run)"
+            "cxr.report.checklist.FACT_KEYS (use False, [] or None where a step was not run)"
         )
     if facts["weights"] not in ("imagenet", "random"):
         raise ValueError(
@@ -641,3 +644,76 @@ def checklist(facts: dict) -> dict:
     """The context of report/checklist.html.j2: {"rows": [...], "summary": {...}}."""
     rows = claim_checklist(facts)
     return {"rows": rows, "summary": summary(rows)}
+
+
+def claim_facts(context: dict, config: dict, protocols: list[dict], images: pd.DataFrame) -> dict:
+    """The facts claim_checklist reads, from the report's context and config."""
+    training = config.get("training") or {}
+    trained = images[images["role"] == "train"]
+    disease = trained[trained["label"] == context["labels"]["positive"]]
+    runs = context["runs"]
+    return {
+        "n_images": len(trained),
+        "n_patients": int(trained["patient"].nunique()),
+        "sources": [
+            {
+                "name": s["name"],
+                "label": s["label"],
+                "role": s["role"],
+                "licence": s.get("license") or "",
+                "version": s.get("version") or "",
+            }
+            for s in context["sources"]
+        ],  # fmt: skip
+        "exclusions_logged": True,
+        "flow_diagram": bool(context["flow"]["picture"]),
+        "patient_disjoint": (context["leakage"]["overlap"] or {}).get(
+            "patients_in_several_splits", 0
+        )
+        == 0,
+        "protocols": [p["name"] for p in protocols],
+        "split_fractions": context["split_fractions"],
+        "architectures": list(dict.fromkeys(r["arch"] for r in runs)),
+        "weights": "random" if context["weights"]["random"] else "imagenet",
+        "epochs": int(training.get("epochs", 0)),
+        "batch_size": int(training.get("batch_size", 0)),
+        "learning_rate": float(training.get("learning_rate", 0)),
+        "model_selection": (config.get("evaluation") or {}).get("checkpoint", "final"),
+        "seeds": sorted({r["seed"] for r in runs}),
+        "metrics": [
+            "accuracy",
+            "sensitivity",
+            "specificity",
+            "PPV",
+            "NPV",
+            "ROC AUC",
+            "F1",
+            "Brier",
+            "ECE",
+        ],  # fmt: skip
+        "intervals": True,
+        "external_sources": sorted({s for r in runs for s in r["external"]}),
+        "external_has_both_classes": False,
+        "learning_curve": bool(context.get("learning_curves")),
+        "marks_checked": True,
+        "n_marked": context["marks"]["n_marked"],
+        "leakage_audit": True,
+        "failure_analysis": any(r.get("errors") for r in runs),
+        "saliency": False,
+        "demographics": {
+            "age_known": int((disease.get("age", pd.Series(dtype=str)).astype(str) != "").sum())
+            if "age" in disease
+            else 0,
+            "sex_known": 0,
+            "n": len(trained),
+        },
+        "reference_standard": "source labels: the COVID-19 collection's `finding` column "
+        "(curation.disease_finding); healthy sources by folder",
+        "code_available": True,
+        "config_recorded": True,
+    }
+
+
+def context(report: dict, *, config: dict, protocols: list[dict], images: pd.DataFrame) -> dict:
+    """The key checklist.html.j2 shows, from the facts in the other sections' context."""
+    return {"checklist": checklist(claim_facts(report, config, protocols, images))}

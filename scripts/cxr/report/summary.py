@@ -1,0 +1,170 @@
+"""Context of report/summary.html.j2: what the models learnt from, their weights, the headline
+metrics, the audit's verdicts, and a conclusion written from the measured numbers."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from cxr.report.formatting import est, num
+
+HEADLINE = (
+    ("accuracy", "accuracy"),
+    ("sensitivity", "sensitivity"),
+    ("specificity", "specificity"),
+    ("roc_auc", "ROC AUC"),
+)
+
+
+def class_counts(splits: pd.DataFrame, positive: str) -> list[dict]:
+    """What the models learnt from: images, patients and sources per class (train/val/test)."""
+    pool = splits[splits["split"] != "external"]
+    rows = [
+        {
+            "label": label,
+            "positive": label == positive,
+            "images": len(part),
+            "patients": int(part["patient"].nunique()),
+            "sources": sorted(part["source"].unique()),
+        }
+        for label, part in pool.groupby("label", sort=True)
+    ]
+    return sorted(rows, key=lambda r: not r["positive"])
+
+
+def headline(runs: list[dict], summary: dict) -> list[dict]:
+    """Per architecture: mean over seeds and each run's value with its 95% interval."""
+    by_arch: dict[str, list[dict]] = {}
+    for run in runs:
+        by_arch.setdefault(run["arch"], []).append(run)
+    rows = []
+    for arch, arch_runs in by_arch.items():
+        cells = []
+        for key, _ in HEADLINE:
+            per_run = []
+            for run in arch_runs:
+                metric = run["test"][key]
+                ci = metric.get("ci95_patient_bootstrap") or metric.get("ci95")
+                per_run.append({"seed": run["seed"], "text": est(metric["value"], ci)})
+            mean = (summary.get(arch, {}).get(key) or {}).get("mean")
+            cells.append({"mean": num(mean), "runs": per_run})
+        rows.append({"arch": arch, "seeds": [r["seed"] for r in arch_runs], "cells": cells})
+    return rows
+
+
+def conclusion(
+    summary: dict, reproduction_ctx: dict, audit: dict, labels: dict, small: dict
+) -> list[str]:
+    """Sentences of the summary's conclusion, each from measured numbers."""
+    sentences = []
+    aucs = [
+        (arch, entry["roc_auc"]["mean"])
+        for arch, entry in summary.items()
+        if arch != "learning_curve" and (entry.get("roc_auc") or {}).get("mean") is not None
+    ]
+    if aucs:
+        low, high = min(v for _, v in aucs), max(v for _, v in aucs)
+        span = f"{low:.2f}" if abs(high - low) < 0.005 else f"{low:.2f}-{high:.2f}"
+        sentences.append(
+            f"On the patient-disjoint test split ({small.get('n')} images of "
+            f"{small.get('n_patients')} patients) the models reach a ROC AUC of {span}"
+            + (
+                f", with 95% intervals {small['auc_width']['min']:.0f}-"
+                f"{small['auc_width']['max']:.0f} points wide"
+                if small.get("auc_width")
+                else ""
+            )
+            + "."
+        )
+    optimism = [
+        m["optimism_value"]
+        for row in reproduction_ctx["rows"]
+        for m in row["metrics"]
+        if m["name"] == "accuracy" and m["optimism_value"] is not None
+    ]
+    if optimism:
+        leak = reproduction_ctx.get("article_leakage") or {}
+        sentences.append(
+            "The article's own protocol (an image-level split"
+            + (
+                f", {leak['test_images_whose_patient_is_in_train']} of {leak['test_images']} "
+                "test images from patients also in training"
+                if leak.get("test_images")
+                else ""
+            )
+            + f") changes accuracy by {100 * min(optimism):+.0f} to {100 * max(optimism):+.0f} "
+            "points against the patient-disjoint protocol."
+        )
+    test_fpr = small.get("test_fpr")
+    fprs = [
+        e["value"]
+        for row in reproduction_ctx["rows"]
+        for e in row["external"]
+        if e["value"] is not None
+    ]
+    if fprs:
+        sentences.append(
+            f"On external healthy images the models call {100 * min(fprs):.0f}-"
+            f"{100 * max(fprs):.0f}% {labels['positive']}, against a test-split "
+            f"false-positive rate of {test_fpr['min']:.0f}-{test_fpr['max']:.0f}%."
+            if test_fpr
+            else f"On external healthy images the models call {100 * min(fprs):.0f}-"
+            f"{100 * max(fprs):.0f}% {labels['positive']}."
+        )
+    verdicts = {v["check"]: v["verdict"] for v in audit.get("verdicts", [])}
+    flagged = [
+        c for c in ("trivial-feature probe", "border-only probe") if verdicts.get(c) == "flag"
+    ]
+    probes = audit.get("trivial_feature_probe") or {}, audit.get("border_probe") or {}
+    aucs_text = ", ".join(
+        f"{name} AUC {probe['auc']:.2f}"
+        for name, probe in zip(("trivial-feature", "border-only"), probes, strict=True)
+        if probe.get("auc") is not None
+    )
+    external_high = bool(fprs and small.get("test_fpr") and
+                         100 * max(fprs) > small["test_fpr"]["max"] + 10)  # fmt: skip
+    if flagged or external_high:
+        sentences.append(
+            "The leakage probes "
+            + (
+                f"flag the {' and '.join(flagged)} ({aucs_text})"
+                if flagged
+                else f"give {aucs_text}"
+            )
+            + ": the classes can be told apart without the lungs, so the internal numbers "
+            "measure the difference between sources at least as much as disease, and do not "
+            "support a diagnostic claim."
+        )
+    else:
+        sentences.append(
+            f"The leakage probes do not flag a shortcut ({aucs_text or 'not run'}); with a test "
+            "set this small, that is absence of evidence, not evidence of a sound classifier."
+        )
+    return sentences
+
+
+def context(
+    *,
+    runs: list[dict],
+    eval_summary: dict,
+    splits: pd.DataFrame,
+    split_summary: dict,
+    audit: dict,
+    labels: dict,
+    primary_summary: dict,
+    reproduction: dict | None,
+    small: dict,
+) -> dict:
+    """The keys summary.html.j2 shows; the conclusion reads the reproduction and caveats
+    sections' numbers."""
+    weights = sorted({r["weights"] for r in runs})
+    random_weights = any(w.lower().startswith(("none", "random")) for w in weights)
+    return {
+        "classes": class_counts(splits, labels["positive"]),
+        "external_counts": split_summary.get("counts", {}).get("external"),
+        "weights": {"values": weights, "random": random_weights},
+        "headline": headline(runs, eval_summary),
+        "verdicts": audit.get("verdicts", []),
+        "conclusion": conclusion(
+            primary_summary, reproduction or {"rows": []}, audit, labels, small
+        ),
+    }

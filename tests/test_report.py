@@ -20,8 +20,11 @@ from cxr import report
 from cxr.audit import audit_leakage
 from cxr.compare import compare_protocols
 from cxr.curate import Rules, curate
+from cxr.errors import DataError
 from cxr.evaluate import evaluate_predictions, summarise
 from cxr.io import read_json, write_csv, write_json
+from cxr.report.figures import png_file_uri
+from cxr.report.training import load_runs
 from cxr.split import image_level_counterfactual, split_patients, split_protocol
 from cxr.split import summarise as split_counts
 
@@ -382,11 +385,29 @@ def test_helpers():
     assert report.width_points([0.39, 0.78]) == pytest.approx(39.0)
     # (1.96 + 0.84) * sqrt(2 * 0.8 * 0.2 / 20) = 0.354
     assert report.detectable_difference(0.8, 20) == pytest.approx(0.3544, abs=1e-3)
-    assert report.run_key("results/eval/ResNet50/seed2.json") == ("ResNet50", 2)
-    assert report.run_key("results/models/ResNet50/seed0/history.csv") == ("ResNet50", 0)
     assert report.commands("synthetic", "synthetic")["all"] == "snakemake --cores 4"
     versions = report.package_versions(("jinja2", "no-such-package-xyz"))
     assert versions[1] == {"name": "no-such-package-xyz", "version": "not installed"}
+
+
+def test_runs_pair_the_declared_inputs_by_position(results, tmp_path):
+    inputs = results["inputs"]
+    n = len(inputs["evaluations"])
+    # A different picture for every declared figure, at paths that name no run.
+    figures = []
+    for i in range(len(inputs["figures"])):
+        figures.append(str(tmp_path / f"figure{i}.png"))
+        Image.new("RGB", (4, 4), (10 * i, 0, 0)).save(figures[-1])
+    runs = load_runs(inputs | {"figures": figures})
+    assert [(r["arch"], r["seed"]) for r in runs] == list(RUNS)
+    for i, run in enumerate(runs):
+        for k, kind in enumerate(("curves", "roc", "confusion")):  # rule render_report's order
+            assert run["figures"][kind] == png_file_uri(figures[k * n + i]), (run["name"], kind)
+    with pytest.raises(DataError, match="'train_summaries' lists 2 files for the 3 runs"):
+        load_runs(inputs | {"train_summaries": inputs["train_summaries"][:2]})
+    Path(figures[4]).unlink()
+    with pytest.raises(DataError, match="figure4.png: figure missing"):
+        load_runs(inputs | {"figures": figures})
 
 
 def test_git_commit_is_unknown_outside_a_checkout(tmp_path):

@@ -28,7 +28,6 @@ from cxr.report import (
 from cxr.report.data import read_table
 from cxr.report.formatting import detectable_difference, est, num, pct, pct_est, short, width_points
 from cxr.report.reproducibility import PACKAGES, commands, git_commit, package_versions
-from cxr.report.training import run_key
 
 __all__ = [
     "PACKAGES",
@@ -41,7 +40,6 @@ __all__ = [
     "package_versions",
     "pct_est",
     "render",
-    "run_key",
     "sha256_file",
     "width_points",
     "write_report",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-import logging
 import tempfile
 from pathlib import Path
 
@@ -13,8 +12,6 @@ from PIL import Image
 
 from cxr.errors import DataError
 from cxr.images import load_image
-
-log = logging.getLogger(__name__)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -26,12 +23,11 @@ def png_data_uri(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
-def png_file_uri(path: str | Path) -> str | None:
-    """The PNG at `path` as a data: URI; None (and a warning) when the file is missing."""
+def png_file_uri(path: str | Path) -> str:
+    """The PNG at `path`, a declared input of rule render_report, as a data: URI."""
     path = Path(path)
     if not path.is_file():
-        log.warning("figure %s is missing; the report shows a placeholder", path)
-        return None
+        raise DataError(f"{path}: figure missing; rerun the rule that writes it")
     data = path.read_bytes()
     if not data.startswith(PNG_MAGIC):
         raise DataError(f"{path} is not a PNG; rerun the rule that writes it")

@@ -11,7 +11,7 @@ from cxr.report.figures import png_file_uri
 from cxr.report.formatting import num
 
 
-def curves(tables: list[pd.DataFrame], plots: list[str | None], names: list[str]):
+def curves(tables: list[pd.DataFrame], plots: list[str], names: list[str]) -> list[dict]:
     """One entry per learning-curve protocol: its rows and its plot."""
     curves = []
     for name, table, plot in zip(names, tables, plots, strict=True):

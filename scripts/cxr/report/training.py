@@ -1,30 +1,22 @@
 """Context of report/training.html.j2: one record per run of the primary protocol, with its
-training facts and curves; the results and summary sections show the same records' metrics."""
+training facts and curves; the results and summary sections show the same records' metrics.
+The per-run files are rule render_report's declared inputs, paired by position."""
 
 from __future__ import annotations
-
-import re
-from pathlib import Path
 
 import pandas as pd
 
 from cxr.errors import DataError
 from cxr.io import read_json
+from cxr.report.data import read_table
 from cxr.report.figures import png_file_uri
 from cxr.report.results import misclassified
 
-# Names the workflow gives its per-run outputs: results/eval/<arch>/seed<k>.json and
-# results/models/<arch>/seed<k>/history.csv.
-RUN_PATTERN = re.compile(r"(?P<arch>[^/]+)/seed(?P<seed>\d+)(?:/|\.)")
+# Timings live in the training summaries (provenance), not in the byte-stable eval JSONs.
 TIMING_KEYS = ("seconds_features", "seconds_fit", "resumed_from_epoch")
-
-
-def run_key(path: str | Path) -> tuple[str, int]:
-    """(architecture, seed) from a per-run output path."""
-    match = RUN_PATTERN.search(Path(path).as_posix())
-    if not match:
-        raise DataError(f"{path}: expected a path like .../<arch>/seed<k>.json or /seed<k>/")
-    return match["arch"], int(match["seed"])
+# Rule render_report's `figures`: the curves of every run, then the ROC of every run, then the
+# confusion matrix of every run, each in the order of `evaluations`.
+FIGURE_KINDS = ("curves", "roc", "confusion")
 
 
 def history_facts(history: pd.DataFrame) -> dict:
@@ -41,43 +33,54 @@ def history_facts(history: pd.DataFrame) -> dict:
     return facts
 
 
+def declared(inputs: dict, name: str) -> list[str]:
+    """The files of rule render_report's input `name`."""
+    if name not in inputs:
+        raise DataError(f"render_report: no input {name!r}; rules/report.smk declares it")
+    return list(inputs[name])
+
+
 def load_runs(inputs: dict) -> list[dict]:
-    """One record per (architecture, seed): evaluation JSON, history, predictions, figures."""
-    histories = {run_key(p): p for p in inputs.get("histories", [])}
-    # Timings live in the training summaries (provenance), not in the byte-stable eval JSONs.
-    timings = {
-        run_key(p): {k: read_json(p).get(k) for k in TIMING_KEYS}
-        for p in inputs.get("train_summaries", [])
-    }
-    predictions = {run_key(p): p for p in inputs.get("predictions", [])}
+    """One record per run of `evaluations`: its evaluation, history, training summary,
+    predictions and figures. Rule render_report declares every per-run input in the same run
+    order (and `figures` as FIGURE_KINDS in turn), so they pair by position."""
+    evaluations = declared(inputs, "evaluations")
+    n = len(evaluations)
+    per_run = {"predictions": 1, "histories": 1, "train_summaries": 1, "figures": len(FIGURE_KINDS)}
+    paths = {}
+    for name, count in per_run.items():
+        paths[name] = declared(inputs, name)
+        if len(paths[name]) != count * n:
+            raise DataError(
+                f"render_report: input {name!r} lists {len(paths[name])} files for the {n} runs "
+                f"of 'evaluations' (expected {count * n}); declare {count} per run, in run order"
+            )
+    figures = [paths["figures"][k * n : (k + 1) * n] for k in range(len(FIGURE_KINDS))]
+    columns = [paths["predictions"], paths["histories"], paths["train_summaries"], *figures]
     runs = []
-    for path in inputs["evaluations"]:
-        path = Path(path)
+    for path, predictions, history, train_summary, *figure_paths in zip(
+        evaluations, *columns, strict=True
+    ):
         ev = read_json(path)
-        key = (ev["architecture"], int(ev["seed"]))
-        stem = path.name.removesuffix(".json")
-        history = pd.read_csv(histories[key]) if key in histories else pd.DataFrame()
-        threshold = ev["test"]["threshold"]
-        errors = None
-        if key in predictions:
-            frame = pd.read_csv(predictions[key], dtype={"patient": str}, keep_default_na=False)
-            errors = misclassified(frame, threshold)
+        arch, seed = ev["architecture"], int(ev["seed"])
+        summary = read_json(train_summary)
+        timings = {k: summary.get(k) for k in TIMING_KEYS}
         runs.append(
             {
-                "arch": key[0],
-                "seed": key[1],
-                "name": f"{key[0]}, seed {key[1]}",
+                "arch": arch,
+                "seed": seed,
+                "name": f"{arch}, seed {seed}",
                 "weights": ev.get("weights") or "unknown",
                 "checkpoint": ev.get("checkpoint"),
                 "image_size": ev.get("image_size"),
                 "test": ev["test"],
                 "per_source": ev.get("per_source", {}),
                 "external": ev.get("external", {}),
-                "training": ev.get("training", {}) | timings.get(key, {}) | history_facts(history),
-                "errors": errors,
+                "training": ev.get("training", {}) | timings | history_facts(pd.read_csv(history)),
+                "errors": misclassified(read_table(predictions), ev["test"]["threshold"]),
                 "figures": {
-                    kind: png_file_uri(path.with_name(f"{stem}.{kind}.png"))
-                    for kind in ("curves", "roc", "confusion")
+                    kind: png_file_uri(figure)
+                    for kind, figure in zip(FIGURE_KINDS, figure_paths, strict=True)
                 },
             }
         )

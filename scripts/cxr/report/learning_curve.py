@@ -13,7 +13,7 @@ from cxr.report.formatting import num
 
 def curves(tables: list[pd.DataFrame], plots: list[str], names: list[str]) -> list[dict]:
     """One entry per learning-curve protocol: its rows and its plot."""
-    curves = []
+    entries = []
     for name, table, plot in zip(names, tables, plots, strict=True):
         rows = [
             {
@@ -29,8 +29,8 @@ def curves(tables: list[pd.DataFrame], plots: list[str], names: list[str]) -> li
             }
             for row in table.to_dict("records")
         ]
-        curves.append({"protocol": name, "rows": rows, "plot": plot})
-    return curves
+        entries.append({"protocol": name, "rows": rows, "plot": plot})
+    return entries
 
 
 def context(*, tables: list[str | Path], plots: list[str | Path], protocols: list[dict]) -> dict:

@@ -50,8 +50,9 @@ from cxr.models import (
     recalibrate_batchnorm,
     to_rgb,
 )
+from cxr.runtime import configure_tensorflow
 from cxr.shards import resize_square
-from cxr.training import TrainSettings, _epoch_order, configure_tensorflow, seeded_head, train
+from cxr.training import TrainSettings, _epoch_order, seeded_head, train
 
 # _epoch_order is private to cxr.training; it is imported, not copied, so that the two paths
 # cannot drift apart: the comparison of weights needs the exact same batches.

@@ -228,8 +228,8 @@ def retime_probe(workdir: Path, config: dict, threads: int, expected_images: int
 
     from cxr.jobs import architecture, blank_centre
     from cxr.models import build_base, preprocess, recalibrate_batchnorm
+    from cxr.runtime import configure_tensorflow
     from cxr.shards import load_images
-    from cxr.training import configure_tensorflow
 
     configure_tensorflow(threads)
     training = config["training"]

@@ -78,7 +78,7 @@ def test_settings_validation():
 
 
 def test_require_gpu():
-    from cxr.training import require_gpu
+    from cxr.runtime import require_gpu
 
     with pytest.raises(CxrError, match="TensorFlow sees none"):
         require_gpu({"devices": {"cpu": ["/physical_device:CPU:0"], "gpu": []}})
@@ -89,7 +89,7 @@ def test_configure_tensorflow_reports_environment(monkeypatch):
     import keras
     import tensorflow as tf
 
-    from cxr.training import configure_tensorflow
+    from cxr.runtime import configure_tensorflow
 
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
     info = configure_tensorflow(2)

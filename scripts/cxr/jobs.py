@@ -59,8 +59,8 @@ def architecture(name: str, training: dict):
 
 def _runtime(threads: int, require_gpu: bool = False) -> dict[str, Any]:
     """Configure TensorFlow; return what it runs on and where, for the provenance record."""
-    from cxr.training import configure_tensorflow
-    from cxr.training import require_gpu as check_gpu
+    from cxr.runtime import configure_tensorflow
+    from cxr.runtime import require_gpu as check_gpu
 
     runtime = configure_tensorflow(threads)
     runtime["host"] = platform.node()

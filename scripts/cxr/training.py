@@ -1,8 +1,7 @@
 """Train one architecture: frozen base + the article's head, resumable and reproducible.
 
-TF_ENABLE_ONEDNN_OPTS is read once, when TensorFlow is imported, and this module imports it:
-the Snakemake entry point must set the variable in `os.environ` before importing `cxr.training`
-(or anything that imports TensorFlow). `configure_tensorflow` only reports its value.
+TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, at import, and this module imports it: see
+cxr.runtime.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ import pandas as pd
 import tensorflow as tf
 
 from cxr.architectures import Architecture, check_image_size
-from cxr.errors import ConfigError, CxrError, DataError
+from cxr.errors import ConfigError, DataError
 from cxr.io import atomic_open, read_json, write_csv, write_json
 from cxr.models import (
     all_layers,
@@ -38,6 +37,7 @@ from cxr.models import (
     recalibrate_batchnorm,
     to_rgb,
 )
+from cxr.runtime import dtype_policy, list_devices
 
 logger = logging.getLogger(__name__)
 
@@ -46,63 +46,6 @@ PATHS = ("auto", "cached-features", "full-model")
 # Augmentation: random rotation within +-15 degrees, edges filled with the nearest pixel.
 ROTATION_DEGREES = 15.0
 _LOSS = "sparse_categorical_crossentropy"  # labels are class indices: 1 = disease, 0 = healthy
-
-
-# --------------------------------------------------------------------------- TensorFlow setup
-
-
-def list_devices() -> dict[str, list[str]]:
-    """The physical CPU and GPU devices TensorFlow sees."""
-    return {
-        kind: [device.name for device in tf.config.list_physical_devices(kind.upper())]
-        for kind in ("cpu", "gpu")
-    }
-
-
-def configure_tensorflow(threads: int, *, deterministic: bool = True) -> dict[str, Any]:
-    """Set TF's thread pools and op determinism; return what TF runs on, for the run's record.
-
-    Threads can only be set before TensorFlow's runtime starts (first op); later calls keep
-    the current pools and say so. Determinism cannot be switched off again in a process.
-    """
-    if threads < 0:
-        raise ConfigError(f"threads must be >= 0 (0 = TensorFlow's default), got {threads}")
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:
-        logger.warning(
-            "TensorFlow is already running; keeping its thread pools (intra %d, inter %d)",
-            tf.config.threading.get_intra_op_parallelism_threads(),
-            tf.config.threading.get_inter_op_parallelism_threads(),
-        )
-    if deterministic:
-        tf.config.experimental.enable_op_determinism()
-    return {
-        "devices": list_devices(),
-        "threads": {
-            "requested": threads,
-            "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
-            "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
-        },
-        "op_determinism": deterministic,
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        # None when unset: TensorFlow then picks (off on AMD CPUs, see docs/facts.md).
-        "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
-    }
-
-
-def require_gpu(devices: dict[str, Any]) -> None:
-    """Raise CxrError when no GPU is visible (`devices`: configure_tensorflow's result or its
-    "devices" entry)."""
-    gpus = devices.get("devices", devices).get("gpu", [])
-    if not gpus:
-        raise CxrError(
-            "a GPU is required (config asks for one) but TensorFlow sees none: check that the "
-            "job runs on a GPU node with CUDA drivers and a GPU-enabled TensorFlow, or turn "
-            "the GPU requirement off in config to train on CPU"
-        )
 
 
 # --------------------------------------------------------------------------- data
@@ -402,16 +345,6 @@ def _unfreeze_top(base: keras.Model, count: int) -> None:
             layer.trainable = False
 
 
-@contextlib.contextmanager
-def _dtype_policy(mixed: bool) -> Iterator[None]:
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_float16" if mixed else "float32")
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
 def _fingerprint(**values: Any) -> str:
     text = json.dumps(values, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -604,7 +537,7 @@ def train_on_features(
         len(y_train),
         len(y_val),
     )
-    with _dtype_policy(settings.mixed_precision):
+    with dtype_policy(settings.mixed_precision):
         head = seeded_head(f_train.shape[1:], settings)
         batches = ((lambda i, e, b: f_train[i]), (lambda i, e, b: f_val[i]), f_train.shape[1:])
         state, resumed_from, seconds_fit = _fit_and_save(
@@ -672,7 +605,7 @@ def train(
         len(y_val),
         chosen,
     )
-    with _dtype_policy(settings.mixed_precision):
+    with dtype_policy(settings.mixed_precision):
         started = time.perf_counter()
         recalibrated = 0
         if base is None:

@@ -7,7 +7,7 @@ the images read from TFRecord shards (cxr.shards.load_images, timed) and fits th
 cached features; the workflow splits this into extract_features (the base, once per
 architecture for every protocol) and train_model (the head on stored features), which compute
 the same. Same seed, same head, same batch order
-(cxr.training's per-epoch order); the images are decoded and resized by the workflow's own
+(cxr.fitting's per-epoch order); the images are decoded and resized by the workflow's own
 functions (cxr.images.load_image, cxr.shards.resize_square) in both paths, and the shards are
 written at the training size, so the base sees the same pixels and the head weights can be
 compared bit for bit.
@@ -42,6 +42,7 @@ from common import OUT, cpu_label, emit, say
 from dataset import DATA_CHOICES, MAX_PIXELS, Prepared, Split, prepare
 
 from cxr.architectures import Architecture, resolve_architectures
+from cxr.fitting import epoch_order
 from cxr.images import load_image
 from cxr.models import (
     build_base,
@@ -52,9 +53,9 @@ from cxr.models import (
 )
 from cxr.runtime import configure_tensorflow
 from cxr.shards import resize_square
-from cxr.training import TrainSettings, _epoch_order, seeded_head, train
+from cxr.training import TrainSettings, seeded_head, train
 
-# _epoch_order is private to cxr.training; it is imported, not copied, so that the two paths
+# epoch_order is imported from cxr.fitting, not copied, so that the two paths
 # cannot drift apart: the comparison of weights needs the exact same batches.
 
 
@@ -133,7 +134,7 @@ def article_way(
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    orders = np.stack([_epoch_order(n, seed, e) for e in range(settings.epochs)])
+    orders = np.stack([epoch_order(n, seed, e) for e in range(settings.epochs)])
     val_order = np.arange(len(data.val.ids))[None]
     history = model.fit(
         image_pipeline(data.train, orders, arch, image_size, bs),

@@ -78,12 +78,6 @@ def _read_table(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"patient": str, "id": str}, keep_default_na=False)
 
 
-def _save_keras(model, path: str | Path) -> None:
-    from cxr.training import _save_model
-
-    _save_model(model, Path(path))
-
-
 # --------------------------------------------------------------------------- base features
 
 
@@ -92,7 +86,7 @@ def extract_features_job(*, inputs: dict, outputs: dict, params: dict, threads: 
     training-role images), save it, and store its features of every curated image."""
     import time
 
-    from cxr.models import preprocess
+    from cxr.models import preprocess, save_model
     from cxr.shards import load_images
     from cxr.training import _features, prepare_base
 
@@ -122,7 +116,7 @@ def extract_features_job(*, inputs: dict, outputs: dict, params: dict, threads: 
         seconds_features,
         len(features) / max(seconds_features, 1e-9),
     )
-    _save_keras(base, outputs["base"])
+    save_model(base, outputs["base"])
     check = check_saved_base(
         outputs["base"], arch, images[: params["check_images"]], features, size
     )

@@ -6,30 +6,23 @@ cxr.runtime.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import hashlib
-import json
 import logging
 import math
-import os
-import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
-import pandas as pd
 import tensorflow as tf
 
 from cxr.architectures import Architecture, check_image_size
 from cxr.errors import ConfigError, DataError
-from cxr.io import atomic_open, read_json, write_csv, write_json
+from cxr.fitting import fit_and_save, fit_facts, plan_stages, run_fingerprint
 from cxr.models import (
-    all_layers,
     build_base,
     build_classifier,
     build_head,
@@ -41,11 +34,9 @@ from cxr.runtime import dtype_policy, list_devices
 
 logger = logging.getLogger(__name__)
 
-HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
 PATHS = ("auto", "cached-features", "full-model")
 # Augmentation: random rotation within +-15 degrees, edges filled with the nearest pixel.
 ROTATION_DEGREES = 15.0
-_LOSS = "sparse_categorical_crossentropy"  # labels are class indices: 1 = disease, 0 = healthy
 
 
 # --------------------------------------------------------------------------- data
@@ -93,12 +84,6 @@ def extract_features(
     return _features(base, arch, images, image_size, batch_size), labels, ids
 
 
-def _epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
-    # A function of (seed, epoch) alone, so a resumed run sees the batches it would have seen
-    # uninterrupted, and both training paths see the same batches.
-    return np.random.default_rng([seed, epoch]).permutation(n)
-
-
 def _rotate(rgb: tf.Tensor, rng: np.random.Generator) -> tf.Tensor:
     """Rotate each image by a random angle about its centre (float images [N,s,s,3])."""
     n, height, width = int(rgb.shape[0]), int(rgb.shape[1]), int(rgb.shape[2])
@@ -112,33 +97,6 @@ def _rotate(rgb: tf.Tensor, rng: np.random.Generator) -> tf.Tensor:
         axis=1,
     ).astype(np.float32)
     return keras.ops.image.affine_transform(rgb, transform, fill_mode="nearest")
-
-
-def _batch_dataset(
-    make_x: Callable[[np.ndarray, int, int], np.ndarray],
-    labels: np.ndarray,
-    orders: Callable[[], Iterator[tuple[int, np.ndarray]]],
-    batch_size: int,
-    x_shape: tuple[int, ...],
-    num_batches: int | None = None,
-) -> tf.data.Dataset:
-    """(x, y) batches in the index orders `orders()` yields per epoch, x made on demand."""
-
-    def generate():
-        for epoch, order in orders():
-            for number, start in enumerate(range(0, len(order), batch_size)):
-                index = order[start : start + batch_size]
-                yield make_x(index, epoch, number), labels[index]
-
-    signature = (
-        tf.TensorSpec((None, *x_shape), tf.float32),
-        tf.TensorSpec((None,), tf.int64),
-    )
-    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
-    if num_batches is not None:
-        # A known length lets Keras stop without an "input ran out of data" warning.
-        dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_batches))
-    return dataset.prefetch(1)
 
 
 # --------------------------------------------------------------------------- settings
@@ -177,177 +135,6 @@ class TrainSettings:
     @property
     def fine_tune(self) -> bool:
         return self.fine_tune_layers > 0 and self.fine_tune_epochs > 0
-
-
-# --------------------------------------------------------------------------- checkpointing
-# Hand-written instead of keras.callbacks.BackupAndRestore because that callback (Keras 3.15)
-# writes its weights and epoch number non-atomically (a kill in between resumes from a wrong
-# epoch), does not keep the Dropout RNG state (a resumed run diverges from an uninterrupted
-# one), and knows nothing of the history rows and best epoch we must write at the end.
-# Here each epoch writes its weight files first, then state.json (atomically) naming them.
-
-
-def _rng_variables(model: keras.Model) -> list:
-    # Dropout's SeedGenerator state: a model variable that save_weights does not store.
-    return [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
-
-
-def _replace_via_tmp(path: Path, write: Callable[[Path], None]) -> None:
-    # Keras picks the format from the suffix, so the temporary name keeps it.
-    tmp = path.with_name(f".part-{path.name}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-
-
-def _save_model(model: keras.Model, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _replace_via_tmp(path, lambda tmp: model.save(tmp))
-
-
-def _finite(value: Any) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-class _Checkpoint(keras.callbacks.Callback):
-    """Per epoch: log, append the history row, keep the best weights, save resumable state."""
-
-    def __init__(self, backup: Path, stage: int, state: dict, fingerprint: str, total: int):
-        super().__init__()
-        self.backup, self.stage, self.state = backup, stage, state
-        self.fingerprint, self.total = fingerprint, total
-        self._started = time.perf_counter()
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._started = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        done = epoch + 1
-        row = {"epoch": done, **{key: _finite(logs[key]) for key in HISTORY_COLUMNS[1:]}}
-        state = self.state
-        state["rows"].append(row)
-        best = state.get("best_val_loss")
-        if state.get("best_epoch") is None or (
-            row["val_loss"] is not None and (best is None or row["val_loss"] < best)
-        ):
-            name = f"best-{done}.npz"
-            weights = self.model.get_weights()
-            with atomic_open(self.backup / name, "wb") as handle:
-                np.savez(handle, *weights)
-            state.update(best_epoch=done, best_val_loss=row["val_loss"], best=name)
-        name = f"epoch-{done}.weights.h5"
-        _replace_via_tmp(self.backup / name, lambda tmp: self.model.save_weights(tmp))
-        state.update(
-            epoch=done,
-            stage=self.stage,
-            weights=name,
-            fingerprint=self.fingerprint,
-            rng=[v.numpy().tolist() for v in _rng_variables(self.model)],
-        )
-        write_json(self.backup / "state.json", state)
-        for path in self.backup.iterdir():
-            if path.name not in {"state.json", state["weights"], state["best"]}:
-                path.unlink()
-        logger.info(
-            "epoch %d/%d: loss %s accuracy %s val_loss %s val_accuracy %s (%.1f s)",
-            done,
-            self.total,
-            *(row[key] for key in HISTORY_COLUMNS[1:]),
-            time.perf_counter() - self._started,
-        )
-
-
-def _read_state(backup: Path, fingerprint: str) -> dict | None:
-    path = backup / "state.json"
-    if not path.is_file():
-        return None
-    state = read_json(path)
-    if state.get("fingerprint") != fingerprint:
-        logger.warning("%s is from a different run (settings or data changed); starting over", path)
-        shutil.rmtree(backup)
-        return None
-    logger.info("resuming from %s after epoch %d", path, state["epoch"])
-    return state
-
-
-def _restore(model: keras.Model, backup: Path, state: dict) -> None:
-    model.optimizer.build(model.trainable_variables)
-    model.load_weights(backup / state["weights"])
-    for variable, value in zip(_rng_variables(model), state["rng"], strict=True):
-        variable.assign(np.asarray(value, dtype=variable.dtype))
-
-
-def _load_best(model: keras.Model, backup: Path, state: dict) -> None:
-    with np.load(backup / state["best"]) as stored:
-        model.set_weights([stored[f"arr_{i}"] for i in range(len(stored.files))])
-
-
-@dataclass
-class _Stage:
-    end: int  # epochs done when the stage ends
-    learning_rate: float
-    prepare: Callable[[], None] | None = None  # e.g. unfreeze layers
-
-
-def _fit_stages(
-    model: keras.Model,
-    stages: list[_Stage],
-    train_batches: Callable[[int, int], tf.data.Dataset],
-    val_batches: tf.data.Dataset,
-    steps: int,
-    backup: Path,
-    fingerprint: str,
-    callbacks: list,
-) -> tuple[dict, int]:
-    """Fit stage after stage, resuming from `backup` if a previous run left state there."""
-    state = _read_state(backup, fingerprint)
-    start = state["epoch"] if state else 0
-    state = state or {"rows": [], "best_epoch": None, "best_val_loss": None, "best": None}
-    backup.mkdir(parents=True, exist_ok=True)
-    begin = 0
-    for number, stage in enumerate(stages):
-        if stage.prepare is not None:
-            stage.prepare()
-        model.compile(
-            optimizer=keras.optimizers.Adam(stage.learning_rate), loss=_LOSS, metrics=["accuracy"]
-        )
-        if state.get("stage") == number:
-            _restore(model, backup, state)
-        first, begin = max(start, begin), stage.end
-        if first >= stage.end:
-            continue
-        model.fit(
-            train_batches(first, stage.end),
-            steps_per_epoch=steps,
-            epochs=stage.end,
-            initial_epoch=first,
-            validation_data=val_batches,
-            shuffle=False,  # the batches come in our own order (see _epoch_order)
-            callbacks=[_Checkpoint(backup, number, state, fingerprint, stages[-1].end), *callbacks],
-            verbose=0,
-        )
-    return state, start
-
-
-def _unfreeze_top(base: keras.Model, count: int) -> None:
-    """Unfreeze the top `count` layers of the base; BatchNorm layers stay frozen."""
-    base.trainable = True
-    for layer in base.layers[:-count]:
-        layer.trainable = False
-    for layer in all_layers(base):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.trainable = False
-
-
-def _fingerprint(**values: Any) -> str:
-    text = json.dumps(values, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # --------------------------------------------------------------------------- training
@@ -426,80 +213,6 @@ def prepare_base(
     return base, recalibrate_batchnorm(base, batches, batch_size)
 
 
-def _stages(settings: TrainSettings, base: keras.Model | None) -> list[_Stage]:
-    stages = [_Stage(settings.epochs, settings.learning_rate)]
-    if settings.fine_tune:
-        stages.append(
-            _Stage(
-                settings.epochs + settings.fine_tune_epochs,
-                settings.fine_tune_learning_rate,
-                lambda: _unfreeze_top(base, settings.fine_tune_layers),
-            )
-        )
-    return stages
-
-
-def _fit_and_save(
-    model: keras.Model,
-    saved: keras.Model,
-    batches: tuple[Callable, Callable, tuple[int, ...]],
-    y_train: np.ndarray,
-    y_val: np.ndarray,
-    settings: TrainSettings,
-    stages: list[_Stage],
-    out_dir: Path,
-    fingerprint: str,
-    callbacks: list | None,
-) -> tuple[dict, int, float]:
-    """Fit `model` (resumable from out_dir/backup), then write history.csv and `saved` as
-    model.keras (last epoch) and best.keras (lowest validation loss)."""
-    make_x, make_val, x_shape = batches
-    bs, seed = settings.batch_size, settings.seed
-    backup = out_dir / "backup"
-
-    def train_batches(first: int, end: int) -> tf.data.Dataset:
-        def orders():
-            return ((e, _epoch_order(len(y_train), seed, e)) for e in range(first, end))
-
-        return _batch_dataset(make_x, y_train, orders, bs, x_shape)
-
-    def val_orders():
-        return iter([(0, np.arange(len(y_val)))])
-
-    val_batches = _batch_dataset(
-        make_val, y_val, val_orders, bs, x_shape, math.ceil(len(y_val) / bs)
-    )
-    started = time.perf_counter()
-    state, resumed_from = _fit_stages(
-        model,
-        stages,
-        train_batches,
-        val_batches,
-        math.ceil(len(y_train) / bs),
-        backup,
-        fingerprint,
-        list(callbacks or []),
-    )
-    seconds_fit = time.perf_counter() - started
-    write_csv(out_dir / "history.csv", pd.DataFrame(state["rows"], columns=HISTORY_COLUMNS))
-    _save_model(saved, out_dir / "model.keras")
-    _load_best(model, backup, state)
-    _save_model(saved, out_dir / "best.keras")
-    shutil.rmtree(backup)
-    return state, resumed_from, seconds_fit
-
-
-def _fit_facts(state: dict, resumed_from: int, epochs: int) -> dict[str, Any]:
-    return {
-        "epochs": epochs,
-        "epochs_run": len(state["rows"]),
-        "resumed_from_epoch": resumed_from,
-        "best_epoch": state["best_epoch"],
-        "best_val_loss": state["best_val_loss"],
-        "final": state["rows"][-1],
-    }
-
-
 def train_on_features(
     train: tuple[np.ndarray, np.ndarray, list[str]],
     val: tuple[np.ndarray, np.ndarray, list[str]],
@@ -524,7 +237,7 @@ def train_on_features(
     for what, labels in (("training", y_train), ("validation", y_val)):
         if len(labels) == 0:
             raise DataError(f"the {what} set is empty: check the protocol's split")
-    fingerprint = _fingerprint(
+    fingerprint = run_fingerprint(
         settings=dataclasses.asdict(settings),
         provenance=provenance,
         path="stored-features",
@@ -540,15 +253,23 @@ def train_on_features(
     with dtype_policy(settings.mixed_precision):
         head = seeded_head(f_train.shape[1:], settings)
         batches = ((lambda i, e, b: f_train[i]), (lambda i, e, b: f_val[i]), f_train.shape[1:])
-        state, resumed_from, seconds_fit = _fit_and_save(
-            head, head, batches, y_train, y_val, settings, _stages(settings, None), out_dir,
-            fingerprint, callbacks,
-        )  # fmt: skip
+        state, resumed_from, seconds_fit = fit_and_save(
+            head,
+            head,
+            batches=batches,
+            y_train=y_train,
+            y_val=y_val,
+            settings=settings,
+            stages=plan_stages(settings, None),
+            out_dir=out_dir,
+            fingerprint=fingerprint,
+            callbacks=callbacks,
+        )
     return {
         "path": "stored-features",
         "n_train": len(y_train),
         "n_val": len(y_val),
-        **_fit_facts(state, resumed_from, settings.epochs),
+        **fit_facts(state, resumed_from, settings.epochs),
         "seconds_fit": round(seconds_fit, 3),
         "mixed_precision": settings.mixed_precision,
         "devices": list_devices(),
@@ -586,7 +307,7 @@ def train(
 
     x_train, y_train, train_ids = _load_arrays(train_ds, "training")
     x_val, y_val, val_ids = _load_arrays(val_ds, "validation")
-    fingerprint = _fingerprint(
+    fingerprint = run_fingerprint(
         arch=dataclasses.asdict(arch),
         settings=dataclasses.asdict(settings),
         image_size=image_size,
@@ -623,11 +344,19 @@ def train(
         head = seeded_head(base.output_shape[1:], settings)
         classifier = build_classifier(base, head)
         model = head if chosen == "cached-features" else classifier
-        stages = _stages(settings, base)
-        state, resumed_from, seconds_fit = _fit_and_save(
-            model, classifier, batches, y_train, y_val, settings, stages, out_dir, fingerprint,
-            callbacks,
-        )  # fmt: skip
+        stages = plan_stages(settings, base)
+        state, resumed_from, seconds_fit = fit_and_save(
+            model,
+            classifier,
+            batches=batches,
+            y_train=y_train,
+            y_val=y_val,
+            settings=settings,
+            stages=stages,
+            out_dir=out_dir,
+            fingerprint=fingerprint,
+            callbacks=callbacks,
+        )
     return {
         "architecture": arch.name,
         "path": chosen,
@@ -636,7 +365,7 @@ def train(
         "batchnorm_recalibrated_layers": recalibrated,
         "n_train": len(y_train),
         "n_val": len(y_val),
-        **_fit_facts(state, resumed_from, stages[-1].end),
+        **fit_facts(state, resumed_from, stages[-1].end),
         "seconds_features": round(seconds_features, 3),
         "seconds_fit": round(seconds_fit, 3),
         "mixed_precision": settings.mixed_precision,

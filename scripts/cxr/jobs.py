@@ -88,7 +88,7 @@ def extract_features_job(*, inputs: dict, outputs: dict, params: dict, threads: 
 
     from cxr.models import preprocess, save_model
     from cxr.shards import load_images
-    from cxr.training import _features, prepare_base
+    from cxr.training import base_features, prepare_base
 
     runtime = _runtime(threads, params.get("require_gpu", False))
     training = params["training"]
@@ -101,12 +101,16 @@ def extract_features_job(*, inputs: dict, outputs: dict, params: dict, threads: 
     path = weights_file(inputs.get("weights"))
     started = time.perf_counter()
     base, recalibrated = prepare_base(
-        arch, images[trained], image_size=size, weights=path, seed=params["seed"],
+        arch,
+        images[trained],
+        image_size=size,
+        weights=path,
+        seed=params["seed"],
         batch_size=batch,
-    )  # fmt: skip
+    )
     seconds_base = time.perf_counter() - started
     started = time.perf_counter()
-    features = _features(base, arch, images, size, 32)
+    features = base_features(base, arch, images, image_size=size, batch_size=32)
     seconds_features = time.perf_counter() - started
     log.info(
         "%s: features %s of %d images in %.1f s (%.1f images/s)",
@@ -153,13 +157,13 @@ def check_saved_base(
     and no run needs a base forward pass of its own."""
     import keras
 
-    from cxr.training import _features
+    from cxr.training import base_features
 
     count = len(images)
     if count == 0:
         return {"images": 0}
     base = keras.models.load_model(base_path, compile=False)
-    again = _features(base, arch, images, image_size, 32)
+    again = base_features(base, arch, images, image_size=image_size, batch_size=32)
     scale = max(1.0, float(np.max(np.abs(features[:count]))))
     gap = float(np.max(np.abs(again - features[:count]))) / scale
     if gap > BASE_CHECK_TOLERANCE:

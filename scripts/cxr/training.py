@@ -58,9 +58,10 @@ def _load_arrays(dataset: tf.data.Dataset, what: str) -> tuple[np.ndarray, np.nd
     return np.concatenate(images), label_array, ids
 
 
-def _features(
-    base: keras.Model, arch: Architecture, images: np.ndarray, image_size: int, batch_size: int
+def base_features(
+    base: keras.Model, arch: Architecture, images: np.ndarray, *, image_size: int, batch_size: int
 ) -> np.ndarray:
+    """The base's float32 outputs for uint8 grayscale images [N,H,W,1], in batches."""
     chunks = [
         np.asarray(
             base.predict_on_batch(preprocess(arch, images[i : i + batch_size], image_size)),
@@ -81,7 +82,8 @@ def extract_features(
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Run the (frozen) base once over a shard dataset: float32 features, labels, ids."""
     images, labels, ids = _load_arrays(dataset, "input")
-    return _features(base, arch, images, image_size, batch_size), labels, ids
+    features = base_features(base, arch, images, image_size=image_size, batch_size=batch_size)
+    return features, labels, ids
 
 
 def _rotate(rgb: tf.Tensor, rng: np.random.Generator) -> tf.Tensor:
@@ -160,8 +162,8 @@ def _batch_makers(
     """make_x(index, epoch, batch number) for training and validation, and the x shape."""
     x_train, x_val, bs = data["x_train"], data["x_val"], settings.batch_size
     if chosen == "cached-features":
-        f_train = _features(base, arch, x_train, image_size, bs)
-        f_val = _features(base, arch, x_val, image_size, bs)
+        f_train = base_features(base, arch, x_train, image_size=image_size, batch_size=bs)
+        f_val = base_features(base, arch, x_val, image_size=image_size, batch_size=bs)
         return (lambda i, e, b: f_train[i]), (lambda i, e, b: f_val[i]), f_train.shape[1:]
 
     preprocess_input = arch.preprocess_input()
@@ -331,9 +333,13 @@ def train(
         recalibrated = 0
         if base is None:
             base, recalibrated = prepare_base(
-                arch, x_train, image_size=image_size, weights=weights, seed=settings.seed,
+                arch,
+                x_train,
+                image_size=image_size,
+                weights=weights,
+                seed=settings.seed,
                 batch_size=bs,
-            )  # fmt: skip
+            )
         batches = _batch_makers(
             chosen, base, arch, {"x_train": x_train, "x_val": x_val}, image_size, settings
         )

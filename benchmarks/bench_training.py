@@ -17,7 +17,7 @@ over the training images in both paths (as the workflow does); the article used 
 which need none, so the ratio is also given without that pass. `--weights-dir` uses local
 ImageNet files instead.
 
-`--in-memory` adds a third timing: train(path="full-model"), the whole model fitted on images
+`--in-memory` adds a third timing: train(strategy="full-model"), the whole model fitted on images
 decoded once and held in memory (the article's way minus the per-epoch decoding).
 """
 
@@ -154,7 +154,7 @@ def article_way(
 
 
 def our_way(
-    arch: Architecture, data: Prepared, settings: TrainSettings, image_size: int, path: str,
+    arch: Architecture, data: Prepared, settings: TrainSettings, image_size: int, strategy: str,
     out_dir: Path, weights: Path | None,
 ) -> dict:  # fmt: skip
     """cxr.training.train() on the splits' images read from the shards (reading included in
@@ -176,7 +176,7 @@ def our_way(
         image_size=image_size,
         weights=weights,
         out_dir=out_dir,
-        path=path,
+        strategy=strategy,
     )
     seconds = time.perf_counter() - started
     model = keras.models.load_model(out_dir / "model.keras", compile=False)
@@ -247,7 +247,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--in-memory",
         action="store_true",
-        help="also time train(path='full-model'): whole model, images in memory",
+        help="also time train(strategy='full-model'): whole model, images in memory",
     )
     parser.add_argument(
         "--workdir",

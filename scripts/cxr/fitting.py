@@ -45,7 +45,7 @@ _LOSS = "sparse_categorical_crossentropy"  # labels are class indices: 1 = disea
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     """The order of the n training examples in `epoch` (0-based) of a run seeded `seed`."""
     # A function of (seed, epoch) alone, so a resumed run sees the batches it would have seen
-    # uninterrupted, and both training paths see the same batches.
+    # uninterrupted, and both training strategies see the same batches.
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 

@@ -248,10 +248,16 @@ def train_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> dic
 
         arch = architecture(params["architecture"], training)
         summary = train(
-            arch, dataset(train_rows), dataset(val_rows), settings,
-            image_size=training["image_size"], weights=None, out_dir=out_dir,
-            path="full-model", base=keras.models.load_model(inputs["base"], compile=False),
-        )  # fmt: skip
+            arch,
+            dataset(train_rows),
+            dataset(val_rows),
+            settings,
+            image_size=training["image_size"],
+            weights=None,
+            out_dir=out_dir,
+            strategy="full-model",
+            base=keras.models.load_model(inputs["base"], compile=False),
+        )
     else:
         features, where = _stored_features(inputs)
         summary = train_on_features(

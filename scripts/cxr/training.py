@@ -34,7 +34,7 @@ from cxr.runtime import dtype_policy, list_devices
 
 logger = logging.getLogger(__name__)
 
-PATHS = ("auto", "cached-features", "full-model")
+STRATEGIES = ("auto", "cached-features", "full-model")
 # Augmentation: random rotation within +-15 degrees, edges filled with the nearest pixel.
 ROTATION_DEGREES = 15.0
 
@@ -142,13 +142,13 @@ class TrainSettings:
 # --------------------------------------------------------------------------- training
 
 
-def _choose_path(path: str, settings: TrainSettings) -> str:
-    if path not in PATHS:
-        raise ConfigError(f"training path must be one of {PATHS}, got {path!r}")
+def _choose_strategy(strategy: str, settings: TrainSettings) -> str:
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"training strategy must be one of {STRATEGIES}, got {strategy!r}")
     needs_images = bool(settings.augmentation) or settings.fine_tune
-    if path == "cached-features" and needs_images:
+    if strategy == "cached-features" and needs_images:
         raise ConfigError("cached features need a frozen base without augmentation")
-    return "full-model" if path == "full-model" or needs_images else "cached-features"
+    return "full-model" if strategy == "full-model" or needs_images else "cached-features"
 
 
 def _batch_makers(
@@ -287,21 +287,22 @@ def train(
     image_size: int,
     weights: str | Path | None,
     out_dir: Path,
-    path: str = "auto",
+    strategy: str = "auto",
     callbacks: list | None = None,
     base: keras.Model | None = None,
 ) -> dict[str, Any]:
     """Train base + head on images; write model.keras (last epoch), best.keras (lowest val
     loss) and history.csv to `out_dir`; return a JSON-safe summary.
 
-    path "auto" runs the frozen base once and fits the head on the cached features when
+    strategy "auto" runs the frozen base once and fits the head on the cached features when
     nothing changes the base's input or weights (no augmentation, no fine-tuning): the same
     head weights, bit for bit, as fitting the whole model (docs/facts.md), 10-20x faster.
     "full-model" forces fitting on images (for checks). A killed run resumes from its last
     epoch when rerun with the same out_dir. `base`: a prepared base (prepare_base) to start
-    from instead of building one; `callbacks`: extra Keras callbacks (tests).
+    from instead of building one; `callbacks`: extra Keras callbacks (tests). The summary
+    names the strategy used under "path" (a key of the run's output files).
     """
-    chosen = _choose_path(path, settings)
+    chosen = _choose_strategy(strategy, settings)
     check_image_size(arch, image_size)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -314,13 +315,13 @@ def train(
         settings=dataclasses.asdict(settings),
         image_size=image_size,
         weights=weights,
-        path=chosen,
+        path=chosen,  # the key "path" keeps the fingerprints of earlier runs valid
         given_base=base is not None,
         train=train_ids,
         val=val_ids,
     )
     logger.info(
-        "%s at %d px, %s weights, %d training / %d validation images, path %s",
+        "%s at %d px, %s weights, %d training / %d validation images, strategy %s",
         arch.name,
         image_size,
         "random" if weights is None else weights,
@@ -343,7 +344,7 @@ def train(
         batches = _batch_makers(
             chosen, base, arch, {"x_train": x_train, "x_val": x_val}, image_size, settings
         )
-        # BatchNorm recalibration (random weights) plus, on the fast path, the base's one run.
+        # BatchNorm recalibration (random weights) plus, with cached features, the base's one run.
         seconds_features = time.perf_counter() - started
         logger.info("base ready for fitting in %.1f s", seconds_features)
 

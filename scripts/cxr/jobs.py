@@ -25,25 +25,6 @@ FEATURE_TABLE = ["id", "label", "patient", "source", "role"]
 BASE_CHECK_TOLERANCE = 1e-4
 
 
-def settings_from_config(training: dict, seed: int):
-    from cxr.training import TrainSettings
-
-    return TrainSettings(
-        epochs=training["epochs"],
-        batch_size=training["batch_size"],
-        learning_rate=training["learning_rate"],
-        dropout=training["dropout"],
-        dense_units=training["dense_units"],
-        pool_size=training["pool_size"],
-        seed=seed,
-        augmentation=training["augmentation"],
-        fine_tune_layers=training["fine_tune"]["layers"],
-        fine_tune_epochs=training["fine_tune"]["epochs"] if training["fine_tune"]["layers"] else 0,
-        fine_tune_learning_rate=training["fine_tune"]["learning_rate"],
-        mixed_precision=training["mixed_precision"],
-    )
-
-
 def weights_file(weights: list[str] | None) -> Path | None:
     """The verified ImageNet file for this job, or None for random weights."""
     if not weights:
@@ -217,11 +198,11 @@ def train_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> dic
     import keras
 
     from cxr.shards import load_images
-    from cxr.training import train, train_on_features
+    from cxr.training import TrainSettings, train, train_on_features
 
     runtime = _runtime(threads, params.get("require_gpu", False))
     training, run = params["training"], params["run"]
-    settings = settings_from_config(training, run["seed"])
+    settings = TrainSettings.from_config(training, run["seed"])
     out_dir = Path(outputs["model"]).parent
     expected = {"model": "model.keras", "best": "best.keras", "history": "history.csv"}
     for name, file in expected.items():
@@ -400,7 +381,7 @@ def border_probe_job(*, inputs: dict, outputs: dict, params: dict, threads: int)
     from cxr.audit import grouped_cv_probabilities, probe_result
     from cxr.models import build_base, preprocess, recalibrate_batchnorm
     from cxr.shards import load_images
-    from cxr.training import seeded_head
+    from cxr.training import TrainSettings, seeded_head
 
     _runtime(threads)
     training, audit = params["training"], params["audit"]
@@ -414,7 +395,7 @@ def border_probe_job(*, inputs: dict, outputs: dict, params: dict, threads: int)
     groups = table["patient"].to_numpy()[trained]
     arch = architecture(arch_name, training)
     size, batch = training["image_size"], training["batch_size"]
-    settings = settings_from_config(training, seed)
+    settings = TrainSettings.from_config(training, seed)
     path = weights_file(inputs.get("weights"))
     # Its own base, recalibrated on the blanked images themselves: BatchNorm statistics of
     # whole images would not describe what this probe feeds the base.

@@ -106,7 +106,7 @@ def _rotate(rgb: tf.Tensor, rng: np.random.Generator) -> tf.Tensor:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Training hyper-parameters (config's `train` section). Epochs count from 1."""
+    """Training hyper-parameters (config's `training` section). Epochs count from 1."""
 
     epochs: int = 25
     batch_size: int = 8
@@ -133,6 +133,26 @@ class TrainSettings:
             raise ConfigError(f"train.dropout must be in [0, 1), got {self.dropout!r}")
         if self.fine_tune and not self.fine_tune_learning_rate > 0:
             raise ConfigError("train.fine_tune_learning_rate must be > 0")
+
+    @classmethod
+    def from_config(cls, training: dict, seed: int) -> TrainSettings:
+        """The settings of config's `training` section (schema defaults filled in) for a run
+        seeded `seed`; fine_tune.epochs counts only when fine_tune.layers is set."""
+        fine_tune = training["fine_tune"]
+        return cls(
+            epochs=training["epochs"],
+            batch_size=training["batch_size"],
+            learning_rate=training["learning_rate"],
+            dropout=training["dropout"],
+            dense_units=training["dense_units"],
+            pool_size=training["pool_size"],
+            seed=seed,
+            augmentation=training["augmentation"],
+            fine_tune_layers=fine_tune["layers"],
+            fine_tune_epochs=fine_tune["epochs"] if fine_tune["layers"] else 0,
+            fine_tune_learning_rate=fine_tune["learning_rate"],
+            mixed_precision=training["mixed_precision"],
+        )
 
     @property
     def fine_tune(self) -> bool:

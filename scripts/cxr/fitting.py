@@ -164,6 +164,15 @@ def _load_best(model: keras.Model, backup: Path, state: dict) -> None:
         model.set_weights([stored[f"arr_{i}"] for i in range(len(stored.files))])
 
 
+def run_fingerprint(**values: Any) -> str:
+    """What a run's resumable state must match (settings, data, provenance): a sha256."""
+    text = json.dumps(values, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- stages
+
+
 @dataclass
 class Stage:
     """One fit of the model at one learning rate, up to epoch `end` (counted from 1)."""
@@ -213,15 +222,6 @@ def _fit_stages(
     return state, start
 
 
-def run_fingerprint(**values: Any) -> str:
-    """What a run's resumable state must match (settings, data, provenance): a sha256."""
-    text = json.dumps(values, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-# --------------------------------------------------------------------------- stages
-
-
 def _unfreeze_top(base: keras.Model, count: int) -> None:
     """Unfreeze the top `count` layers of the base; BatchNorm layers stay frozen."""
     base.trainable = True
@@ -257,10 +257,12 @@ def fit_and_save(
     stages: list[Stage],
     out_dir: Path,
     fingerprint: str,
-    callbacks: list | None,
+    callbacks: list | None = None,
 ) -> tuple[dict, int, float]:
     """Fit `model` (resumable from out_dir/backup), then write history.csv and `saved` as
-    model.keras (last epoch) and best.keras (lowest validation loss)."""
+    model.keras (last epoch) and best.keras (lowest validation loss). `batches`: make_x(index,
+    epoch, batch number) for training and for validation, and the shape of x. Returns the
+    final state, the epoch resumed from (0: a fresh run) and the seconds the fit took."""
     make_x, make_val, x_shape = batches
     bs, seed = settings.batch_size, settings.seed
     backup = out_dir / "backup"

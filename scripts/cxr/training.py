@@ -1,7 +1,11 @@
-"""Train one architecture: frozen base + the article's head, resumable and reproducible.
+"""Training strategies for one architecture: the frozen base every run shares (prepare_base),
+the article's head after a fixed seed (seeded_head), fitted on stored base features
+(train_on_features) or on images (train: on features the base gives once when nothing changes
+its input or weights, else the whole model).
 
-TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, at import, and this module imports it: see
-cxr.runtime.
+How a fit resumes and what it writes is cxr.fitting; TensorFlow's setup is cxr.runtime.
+TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, at import, and this module imports it: the entry
+point sets it first (cxr.logs.run_tensorflow_job).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ STRATEGIES = ("auto", "cached-features", "full-model")
 ROTATION_DEGREES = 15.0
 
 
-# --------------------------------------------------------------------------- data
+# --------------------------------------------------------------------------- images and features
 
 
 def _load_arrays(dataset: tf.data.Dataset, what: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -159,7 +163,7 @@ class TrainSettings:
         return self.fine_tune_layers > 0 and self.fine_tune_epochs > 0
 
 
-# --------------------------------------------------------------------------- training
+# --------------------------------------------------------------------------- strategies
 
 
 def _choose_strategy(strategy: str, settings: TrainSettings) -> str:

@@ -154,9 +154,15 @@ def article_way(
 
 
 def our_way(
-    arch: Architecture, data: Prepared, settings: TrainSettings, image_size: int, strategy: str,
-    out_dir: Path, weights: Path | None,
-) -> dict:  # fmt: skip
+    arch: Architecture,
+    data: Prepared,
+    settings: TrainSettings,
+    image_size: int,
+    *,
+    strategy: str,
+    out_dir: Path,
+    weights: Path | None,
+) -> dict:
     """cxr.training.train() on the splits' images read from the shards (reading included in
     the time); return seconds, head weights and its summary."""
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -271,7 +277,15 @@ def main(argv: list[str] | None = None) -> None:
     for arch in resolve_architectures(args.architectures):
         weights = args.weights_dir / f"{arch.name}.h5" if args.weights_dir else None
         model_dir = args.workdir / "model"
-        ours = our_way(arch, data, settings, args.image_size, "auto", model_dir, weights)
+        ours = our_way(
+            arch,
+            data,
+            settings,
+            args.image_size,
+            strategy="auto",
+            out_dir=model_dir,
+            weights=weights,
+        )
         article = article_way(arch, data, settings, args.image_size, weights)
         same, diff = identical(article["head"], ours["head"])
         # Random weights add one BatchNorm pass to both paths, which ImageNet weights (the
@@ -311,7 +325,13 @@ def main(argv: list[str] | None = None) -> None:
         )
         if args.in_memory:
             memory = our_way(
-                arch, data, settings, args.image_size, "full-model", model_dir, weights
+                arch,
+                data,
+                settings,
+                args.image_size,
+                strategy="full-model",
+                out_dir=model_dir,
+                weights=weights,
             )
             same_memory, diff_memory = identical(memory["head"], ours["head"])
             record.update(

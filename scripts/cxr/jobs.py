@@ -342,7 +342,7 @@ def evaluate_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> 
                     "best_epoch",
                     "best_val_loss",
                 )
-            },  # fmt: skip
+            },
         }
     )
     write_json(outputs["metrics"], result)
@@ -354,9 +354,11 @@ def evaluate_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> 
         {"test": {**result["roc"], "auc": test["roc_auc"]["value"]}}, title, outputs["roc"]
     )
     plots.confusion_matrix(
-        test["confusion_matrix"], (labels["negative"], labels["positive"]), title,
+        test["confusion_matrix"],
+        (labels["negative"], labels["positive"]),
+        title,
         outputs["confusion"],
-    )  # fmt: skip
+    )
     return result
 
 

@@ -32,8 +32,8 @@ from dataset import DATA_CHOICES, prepare
 
 from cxr.architectures import Architecture, resolve_architectures
 from cxr.models import build_base, preprocess, recalibrate_batchnorm
+from cxr.runtime import configure_tensorflow
 from cxr.shards import read_shards
-from cxr.training import configure_tensorflow
 
 
 def count_flops(model: keras.Model, image_size: int) -> int:

@@ -7,7 +7,7 @@ the images read from TFRecord shards (cxr.shards.load_images, timed) and fits th
 cached features; the workflow splits this into extract_features (the base, once per
 architecture for every protocol) and train_model (the head on stored features), which compute
 the same. Same seed, same head, same batch order
-(cxr.training's per-epoch order); the images are decoded and resized by the workflow's own
+(cxr.fitting's per-epoch order); the images are decoded and resized by the workflow's own
 functions (cxr.images.load_image, cxr.shards.resize_square) in both paths, and the shards are
 written at the training size, so the base sees the same pixels and the head weights can be
 compared bit for bit.
@@ -17,7 +17,7 @@ over the training images in both paths (as the workflow does); the article used 
 which need none, so the ratio is also given without that pass. `--weights-dir` uses local
 ImageNet files instead.
 
-`--in-memory` adds a third timing: train(path="full-model"), the whole model fitted on images
+`--in-memory` adds a third timing: train(strategy="full-model"), the whole model fitted on images
 decoded once and held in memory (the article's way minus the per-epoch decoding).
 """
 
@@ -42,6 +42,7 @@ from common import OUT, cpu_label, emit, say
 from dataset import DATA_CHOICES, MAX_PIXELS, Prepared, Split, prepare
 
 from cxr.architectures import Architecture, resolve_architectures
+from cxr.fitting import epoch_order
 from cxr.images import load_image
 from cxr.models import (
     build_base,
@@ -50,10 +51,11 @@ from cxr.models import (
     recalibrate_batchnorm,
     to_rgb,
 )
+from cxr.runtime import configure_tensorflow
 from cxr.shards import resize_square
-from cxr.training import TrainSettings, _epoch_order, configure_tensorflow, seeded_head, train
+from cxr.training import TrainSettings, seeded_head, train
 
-# _epoch_order is private to cxr.training; it is imported, not copied, so that the two paths
+# epoch_order is imported from cxr.fitting, not copied, so that the two paths
 # cannot drift apart: the comparison of weights needs the exact same batches.
 
 
@@ -132,7 +134,7 @@ def article_way(
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    orders = np.stack([_epoch_order(n, seed, e) for e in range(settings.epochs)])
+    orders = np.stack([epoch_order(n, seed, e) for e in range(settings.epochs)])
     val_order = np.arange(len(data.val.ids))[None]
     history = model.fit(
         image_pipeline(data.train, orders, arch, image_size, bs),
@@ -152,9 +154,15 @@ def article_way(
 
 
 def our_way(
-    arch: Architecture, data: Prepared, settings: TrainSettings, image_size: int, path: str,
-    out_dir: Path, weights: Path | None,
-) -> dict:  # fmt: skip
+    arch: Architecture,
+    data: Prepared,
+    settings: TrainSettings,
+    image_size: int,
+    *,
+    strategy: str,
+    out_dir: Path,
+    weights: Path | None,
+) -> dict:
     """cxr.training.train() on the splits' images read from the shards (reading included in
     the time); return seconds, head weights and its summary."""
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -174,7 +182,7 @@ def our_way(
         image_size=image_size,
         weights=weights,
         out_dir=out_dir,
-        path=path,
+        strategy=strategy,
     )
     seconds = time.perf_counter() - started
     model = keras.models.load_model(out_dir / "model.keras", compile=False)
@@ -245,7 +253,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--in-memory",
         action="store_true",
-        help="also time train(path='full-model'): whole model, images in memory",
+        help="also time train(strategy='full-model'): whole model, images in memory",
     )
     parser.add_argument(
         "--workdir",
@@ -269,7 +277,15 @@ def main(argv: list[str] | None = None) -> None:
     for arch in resolve_architectures(args.architectures):
         weights = args.weights_dir / f"{arch.name}.h5" if args.weights_dir else None
         model_dir = args.workdir / "model"
-        ours = our_way(arch, data, settings, args.image_size, "auto", model_dir, weights)
+        ours = our_way(
+            arch,
+            data,
+            settings,
+            args.image_size,
+            strategy="auto",
+            out_dir=model_dir,
+            weights=weights,
+        )
         article = article_way(arch, data, settings, args.image_size, weights)
         same, diff = identical(article["head"], ours["head"])
         # Random weights add one BatchNorm pass to both paths, which ImageNet weights (the
@@ -309,7 +325,13 @@ def main(argv: list[str] | None = None) -> None:
         )
         if args.in_memory:
             memory = our_way(
-                arch, data, settings, args.image_size, "full-model", model_dir, weights
+                arch,
+                data,
+                settings,
+                args.image_size,
+                strategy="full-model",
+                out_dir=model_dir,
+                weights=weights,
             )
             same_memory, diff_memory = identical(memory["head"], ours["head"])
             record.update(

@@ -54,7 +54,7 @@ rule evaluate_model:
 
 rule summarise_evaluations:
     input:
-        lambda wildcards: protocol_runs(wildcards.protocol, f"{EVAL}.json"),
+        evaluations=lambda wildcards: protocol_runs(wildcards.protocol, f"{EVAL}.json"),
     output:
         summary=EVAL_SUMMARY,
     log:

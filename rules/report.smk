@@ -34,7 +34,7 @@ rule render_report:
         border_examples=f"{AUDIT}/border_examples.png",
         templates=report_templates(),
     output:
-        report(
+        html=report(
             REPORT,
             caption="../report/captions/report.rst",
             category="Report",

@@ -3,5 +3,10 @@
 from cxr.fetch import fetch_source
 from cxr.logs import run_logged
 
+
+def main(*, params: dict, wildcards: dict) -> None:
+    fetch_source(wildcards["source"], dict(params["spec"]))
+
+
 sm = snakemake  # noqa: F821
-run_logged(sm.log[0], fetch_source, sm.wildcards.source, dict(sm.params.spec))
+run_logged(sm.log[0], main, params=dict(sm.params), wildcards=dict(sm.wildcards))

@@ -5,11 +5,16 @@ from pathlib import Path
 from cxr.logs import run_logged
 from cxr.weights import install_weights
 
+
+def main(*, outputs: dict, params: dict, wildcards: dict) -> None:
+    install_weights(wildcards["arch"], Path(outputs["weights"]), base_url=params["mirror"])
+
+
 sm = snakemake  # noqa: F821
 run_logged(
     sm.log[0],
-    install_weights,
-    sm.wildcards.arch,
-    Path(sm.output.weights),
-    base_url=sm.params.mirror,
+    main,
+    outputs=dict(sm.output),
+    params=dict(sm.params),
+    wildcards=dict(sm.wildcards),
 )

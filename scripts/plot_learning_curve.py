@@ -26,4 +26,4 @@ def main(*, inputs: dict, outputs: dict) -> None:
 
 
 sm = snakemake  # noqa: F821
-run_logged(sm.log[0], main, inputs=dict(sm.input.items()), outputs=dict(sm.output.items()))
+run_logged(sm.log[0], main, inputs=dict(sm.input), outputs=dict(sm.output))

@@ -3,16 +3,25 @@
 from cxr.logs import run_logged
 from cxr.report import write_report
 
+
+def main(*, inputs: dict, outputs: dict, params: dict) -> None:
+    write_report(
+        inputs,
+        outputs["html"],
+        config=dict(params["config"]),
+        sources={name: dict(spec) for name, spec in params["sources"].items()},
+        labels=dict(params["labels"]),
+        protocols=[dict(p) for p in params["protocols"]],
+        primary=params["primary"],
+        template_dir=params["template_dir"],
+    )
+
+
 sm = snakemake  # noqa: F821
 run_logged(
     sm.log[0],
-    write_report,
-    {name: (list(v) if isinstance(v, list) else str(v)) for name, v in sm.input.items()},
-    sm.output[0],
-    config=dict(sm.params.config),
-    sources={name: dict(spec) for name, spec in sm.params.sources.items()},
-    labels=dict(sm.params.labels),
-    protocols=[dict(p) for p in sm.params.protocols],
-    primary=sm.params.primary,
-    template_dir=sm.params.template_dir,
+    main,
+    inputs={name: (list(v) if isinstance(v, list) else str(v)) for name, v in sm.input.items()},
+    outputs=dict(sm.output),
+    params=dict(sm.params),
 )

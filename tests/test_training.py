@@ -43,7 +43,7 @@ def run(out_dir, arch=MOBILENET, n_train=10, **kwargs):
     from cxr.training import train
 
     options = {"image_size": SIZE, "weights": None, "out_dir": out_dir}
-    options.update({k: kwargs.pop(k) for k in ("path", "callbacks") if k in kwargs})
+    options.update({k: kwargs.pop(k) for k in ("strategy", "callbacks") if k in kwargs})
     return train(
         arch, shard_dataset(n_train, 0), shard_dataset(6, 1), settings(**kwargs), **options
     )
@@ -78,7 +78,7 @@ def test_settings_validation():
 
 
 def test_require_gpu():
-    from cxr.training import require_gpu
+    from cxr.runtime import require_gpu
 
     with pytest.raises(CxrError, match="TensorFlow sees none"):
         require_gpu({"devices": {"cpu": ["/physical_device:CPU:0"], "gpu": []}})
@@ -89,7 +89,7 @@ def test_configure_tensorflow_reports_environment(monkeypatch):
     import keras
     import tensorflow as tf
 
-    from cxr.training import configure_tensorflow
+    from cxr.runtime import configure_tensorflow
 
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
     info = configure_tensorflow(2)
@@ -100,7 +100,7 @@ def test_configure_tensorflow_reports_environment(monkeypatch):
 
 def test_cached_features_refused_when_images_change(tmp_path):
     with pytest.raises(ConfigError, match="cached features"):
-        run(tmp_path, path="cached-features", augmentation=True)
+        run(tmp_path, strategy="cached-features", augmentation=True)
 
 
 # --------------------------------------------------------------------------- TensorFlow runs
@@ -111,7 +111,7 @@ def test_cached_features_equal_full_model_fit(tmp_path):
     """docs/facts.md on a tiny case: random ResNet50 (no collapse), shuffling, dropout 0.5."""
     arch = DEFAULT_ARCHITECTURES["ResNet50"]
     kwargs = {"arch": arch, "n_train": 12, "epochs": 3}
-    full = run(tmp_path / "full", path="full-model", **kwargs)
+    full = run(tmp_path / "full", strategy="full-model", **kwargs)
     cached = run(tmp_path / "cached", **kwargs)
     assert (full["path"], cached["path"]) == ("full-model", "cached-features")
     weights = [saved_weights(tmp_path / name / "model.keras") for name in ("full", "cached")]

@@ -60,3 +60,28 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, suffix_like: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside `path` for a writer that wants a file name (Keras, h5py);
+    rename it onto `path` only if the block succeeds, remove it if not.
+
+    The temporary name is `.{name}.part{suffix}`: with `suffix_like` it ends as `path` does
+    (all its suffixes: Keras picks the format from `.keras` or `.weights.h5`), else `.part`.
+    The file gets the mode a plain open() would give, as with atomic_open."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes) if suffix_like else ""
+    tmp = path.with_name(f".{path.name}.part{suffix}")
+    try:
+        yield tmp
+        if tmp.is_file():
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise

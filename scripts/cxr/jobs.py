@@ -25,25 +25,6 @@ FEATURE_TABLE = ["id", "label", "patient", "source", "role"]
 BASE_CHECK_TOLERANCE = 1e-4
 
 
-def settings_from_config(training: dict, seed: int):
-    from cxr.training import TrainSettings
-
-    return TrainSettings(
-        epochs=training["epochs"],
-        batch_size=training["batch_size"],
-        learning_rate=training["learning_rate"],
-        dropout=training["dropout"],
-        dense_units=training["dense_units"],
-        pool_size=training["pool_size"],
-        seed=seed,
-        augmentation=training["augmentation"],
-        fine_tune_layers=training["fine_tune"]["layers"],
-        fine_tune_epochs=training["fine_tune"]["epochs"] if training["fine_tune"]["layers"] else 0,
-        fine_tune_learning_rate=training["fine_tune"]["learning_rate"],
-        mixed_precision=training["mixed_precision"],
-    )
-
-
 def weights_file(weights: list[str] | None) -> Path | None:
     """The verified ImageNet file for this job, or None for random weights."""
     if not weights:
@@ -59,8 +40,8 @@ def architecture(name: str, training: dict):
 
 def _runtime(threads: int, require_gpu: bool = False) -> dict[str, Any]:
     """Configure TensorFlow; return what it runs on and where, for the provenance record."""
-    from cxr.training import configure_tensorflow
-    from cxr.training import require_gpu as check_gpu
+    from cxr.runtime import configure_tensorflow
+    from cxr.runtime import require_gpu as check_gpu
 
     runtime = configure_tensorflow(threads)
     runtime["host"] = platform.node()
@@ -78,12 +59,6 @@ def _read_table(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"patient": str, "id": str}, keep_default_na=False)
 
 
-def _save_keras(model, path: str | Path) -> None:
-    from cxr.training import _save_model
-
-    _save_model(model, Path(path))
-
-
 # --------------------------------------------------------------------------- base features
 
 
@@ -92,9 +67,9 @@ def extract_features_job(*, inputs: dict, outputs: dict, params: dict, threads: 
     training-role images), save it, and store its features of every curated image."""
     import time
 
-    from cxr.models import preprocess
+    from cxr.models import preprocess, save_model
     from cxr.shards import load_images
-    from cxr.training import _features, prepare_base
+    from cxr.training import base_features, prepare_base
 
     runtime = _runtime(threads, params.get("require_gpu", False))
     training = params["training"]
@@ -107,12 +82,16 @@ def extract_features_job(*, inputs: dict, outputs: dict, params: dict, threads: 
     path = weights_file(inputs.get("weights"))
     started = time.perf_counter()
     base, recalibrated = prepare_base(
-        arch, images[trained], image_size=size, weights=path, seed=params["seed"],
+        arch,
+        images[trained],
+        image_size=size,
+        weights=path,
+        seed=params["seed"],
         batch_size=batch,
-    )  # fmt: skip
+    )
     seconds_base = time.perf_counter() - started
     started = time.perf_counter()
-    features = _features(base, arch, images, size, 32)
+    features = base_features(base, arch, images, image_size=size, batch_size=32)
     seconds_features = time.perf_counter() - started
     log.info(
         "%s: features %s of %d images in %.1f s (%.1f images/s)",
@@ -122,7 +101,7 @@ def extract_features_job(*, inputs: dict, outputs: dict, params: dict, threads: 
         seconds_features,
         len(features) / max(seconds_features, 1e-9),
     )
-    _save_keras(base, outputs["base"])
+    save_model(base, outputs["base"])
     check = check_saved_base(
         outputs["base"], arch, images[: params["check_images"]], features, size
     )
@@ -159,13 +138,13 @@ def check_saved_base(
     and no run needs a base forward pass of its own."""
     import keras
 
-    from cxr.training import _features
+    from cxr.training import base_features
 
     count = len(images)
     if count == 0:
         return {"images": 0}
     base = keras.models.load_model(base_path, compile=False)
-    again = _features(base, arch, images, image_size, 32)
+    again = base_features(base, arch, images, image_size=image_size, batch_size=32)
     scale = max(1.0, float(np.max(np.abs(features[:count]))))
     gap = float(np.max(np.abs(again - features[:count]))) / scale
     if gap > BASE_CHECK_TOLERANCE:
@@ -219,11 +198,11 @@ def train_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> dic
     import keras
 
     from cxr.shards import load_images
-    from cxr.training import train, train_on_features
+    from cxr.training import TrainSettings, train, train_on_features
 
     runtime = _runtime(threads, params.get("require_gpu", False))
     training, run = params["training"], params["run"]
-    settings = settings_from_config(training, run["seed"])
+    settings = TrainSettings.from_config(training, run["seed"])
     out_dir = Path(outputs["model"]).parent
     expected = {"model": "model.keras", "best": "best.keras", "history": "history.csv"}
     for name, file in expected.items():
@@ -250,10 +229,16 @@ def train_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> dic
 
         arch = architecture(params["architecture"], training)
         summary = train(
-            arch, dataset(train_rows), dataset(val_rows), settings,
-            image_size=training["image_size"], weights=None, out_dir=out_dir,
-            path="full-model", base=keras.models.load_model(inputs["base"], compile=False),
-        )  # fmt: skip
+            arch,
+            dataset(train_rows),
+            dataset(val_rows),
+            settings,
+            image_size=training["image_size"],
+            weights=None,
+            out_dir=out_dir,
+            strategy="full-model",
+            base=keras.models.load_model(inputs["base"], compile=False),
+        )
     else:
         features, where = _stored_features(inputs)
         summary = train_on_features(
@@ -357,7 +342,7 @@ def evaluate_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> 
                     "best_epoch",
                     "best_val_loss",
                 )
-            },  # fmt: skip
+            },
         }
     )
     write_json(outputs["metrics"], result)
@@ -369,9 +354,11 @@ def evaluate_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> 
         {"test": {**result["roc"], "auc": test["roc_auc"]["value"]}}, title, outputs["roc"]
     )
     plots.confusion_matrix(
-        test["confusion_matrix"], (labels["negative"], labels["positive"]), title,
+        test["confusion_matrix"],
+        (labels["negative"], labels["positive"]),
+        title,
         outputs["confusion"],
-    )  # fmt: skip
+    )
     return result
 
 
@@ -396,7 +383,7 @@ def border_probe_job(*, inputs: dict, outputs: dict, params: dict, threads: int)
     from cxr.audit import grouped_cv_probabilities, probe_result
     from cxr.models import build_base, preprocess, recalibrate_batchnorm
     from cxr.shards import load_images
-    from cxr.training import seeded_head
+    from cxr.training import TrainSettings, seeded_head
 
     _runtime(threads)
     training, audit = params["training"], params["audit"]
@@ -410,7 +397,7 @@ def border_probe_job(*, inputs: dict, outputs: dict, params: dict, threads: int)
     groups = table["patient"].to_numpy()[trained]
     arch = architecture(arch_name, training)
     size, batch = training["image_size"], training["batch_size"]
-    settings = settings_from_config(training, seed)
+    settings = TrainSettings.from_config(training, seed)
     path = weights_file(inputs.get("weights"))
     # Its own base, recalibrated on the blanked images themselves: BatchNorm statistics of
     # whole images would not describe what this probe feeds the base.

@@ -1,6 +1,6 @@
 """Keras models: a frozen keras.applications base, the article's small classification head,
-preprocessing of grayscale shards into each base's input, and BatchNorm recalibration for
-randomly initialised bases."""
+preprocessing of grayscale shards into each base's input, BatchNorm recalibration for
+randomly initialised bases, and saving a model atomically."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from cxr.architectures import Architecture, check_image_size
 from cxr.errors import ConfigError, DataError
+from cxr.io import atomic_path
 
 
 def build_base(arch: Architecture, image_size: int, weights: str | Path | None) -> keras.Model:
@@ -87,6 +88,12 @@ def build_classifier(base: keras.Model, head: keras.Model) -> keras.Model:
     # fine-tuning, as the Keras transfer-learning guide recommends.
     outputs = head(base(inputs, training=False))
     return keras.Model(inputs, outputs, name=f"{base.name}_classifier")
+
+
+def save_model(model: keras.Model, path: str | Path) -> None:
+    """Save `model` as a .keras file; a killed job never leaves a half-written one at `path`."""
+    with atomic_path(path) as tmp:
+        model.save(tmp)
 
 
 def all_layers(model: keras.Model) -> list[keras.layers.Layer]:

@@ -141,3 +141,16 @@ def test_symlink_leaving_the_root_is_refused(tmp_path):
     (root / "link.png").symlink_to(tmp_path / "secret.png")
     with pytest.raises(ImageRejected, match="outside data root"):
         resolve_inside(root, "link.png")
+
+
+def test_rules_from_config_yaml_are_the_article_defaults(repo):
+    import yaml
+
+    config = yaml.safe_load((repo / "config.yaml").read_text())
+    rules = Rules.from_config(
+        config["curation"], config["labels"], config["marks"]["chroma_threshold"]
+    )
+    assert rules == Rules()
+    assert Rules.from_config(
+        {**config["curation"], "views": ["PA", "AP"]}, config["labels"], 90
+    ) == Rules(views=("PA", "AP"), chroma_threshold=90)

@@ -59,6 +59,19 @@ class Rules:
     # Pixels with max(R,G,B) - min(R,G,B) at least this are coloured (annotation marks).
     chroma_threshold: int = 60
 
+    @classmethod
+    def from_config(cls, curation: dict, labels: dict, chroma_threshold: int) -> Rules:
+        """The rules of config's `curation` and `labels` sections and `marks.chroma_threshold`."""
+        return cls(
+            disease_finding=curation["disease_finding"],
+            views=tuple(curation["views"]),
+            modality=curation["modality"],
+            max_pixels=curation["max_pixels"],
+            min_side=curation["min_side"],
+            positive_label=labels["positive"],
+            chroma_threshold=chroma_threshold,
+        )
+
 
 @dataclass
 class Flow:

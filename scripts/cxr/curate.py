@@ -13,8 +13,7 @@ import pandas as pd
 
 from cxr.errors import DataError
 from cxr.images import ImageRejected, load_image, resolve_inside
-from cxr.sources import load_source
-from cxr.sources.ieee8023 import canonical_term, finding_terms
+from cxr.sources import load_source, rule_reasons
 
 log = logging.getLogger(__name__)
 
@@ -83,23 +82,6 @@ class Flow:
         self.steps.append({"step": step, "remaining": remaining, "removed": removed})
 
 
-def select_by_rules(records: pd.DataFrame, spec: dict, rules: Rules) -> pd.Series:
-    """Reason each record fails the source's metadata rules ('' when it passes)."""
-    reasons = pd.Series("", index=records.index, dtype=object)
-    if spec.get("kind") != "ieee8023":
-        return reasons
-    target = canonical_term(rules.disease_finding)
-    wanted_views = {v.strip().lower() for v in rules.views}
-    for idx, row in records.iterrows():
-        if row["modality"].lower() != rules.modality.lower():
-            reasons[idx] = f"modality {row['modality'] or '(empty)'}, not {rules.modality}"
-        elif target not in {canonical_term(t) for t in finding_terms(row["finding"])}:
-            reasons[idx] = f"finding {row['finding'] or '(empty)'!r}, not {rules.disease_finding}"
-        elif row["view"].lower() not in wanted_views:
-            reasons[idx] = f"view {row['view'] or '(empty)'!r}, not {'/'.join(rules.views)}"
-    return reasons
-
-
 def reason_family(reason: str) -> str:
     """Group detailed reasons ('view 'AP', not PA') into families for flow counts."""
     return reason.split(" ", 1)[0] if reason.startswith(("view", "finding", "modality")) else reason
@@ -144,7 +126,7 @@ def curate(
         flow.add("listed with patient key", len(records), _count(pre["pre_exclusion"]))
 
         # Step 2: metadata rules (modality, finding, view).
-        reasons = select_by_rules(records, spec, rules)
+        reasons = rule_reasons(name, spec, records, rules)
         failed = records[reasons != ""]
         for row, reason in zip(failed.to_dict("records"), reasons[reasons != ""], strict=True):
             exclude(row, "rules", reason)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+from pathlib import Path
 from typing import Any
 
 from cxr.errors import ConfigError
@@ -84,3 +86,12 @@ def check(config: dict, known_architectures: set[str]) -> None:
 
 def dataset(config: dict) -> dict[str, Any]:
     return config["datasets"][config["dataset"]]
+
+
+def sources_at(config: dict, dataset: str, root: str | os.PathLike) -> dict[str, dict]:
+    """The `sources` of `dataset`, each source's folder taken by its name from under `root`
+    instead of where config says (a generated data set, a copy in another place)."""
+    sources = copy.deepcopy(config["datasets"][dataset]["sources"])
+    for spec in sources.values():
+        spec["root"] = str(Path(root) / Path(spec["root"]).name)
+    return sources

@@ -7,7 +7,6 @@ from snakemake.utils import update_config, validate
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 from cxr import config as cxr_config  # noqa: E402
-from cxr.architectures import DEFAULT_ARCHITECTURES  # noqa: E402
 from cxr.errors import CxrError  # noqa: E402
 from cxr.protocols import RUN_NAME, protocols_to_run  # noqa: E402
 
@@ -21,7 +20,7 @@ update_config(config, dict(workflow.config_settings.config))
 validate(config, schema="config.schema.yaml", set_default=True)
 
 try:
-    cxr_config.check(config, set(DEFAULT_ARCHITECTURES))
+    cxr_config.check(config)
     PROTOCOLS = protocols_to_run(config)
 except CxrError as error:
     raise WorkflowError(str(error))

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from cxr.architectures import check_architectures
 from cxr.errors import ConfigError
 from cxr.split import check_fractions
 
@@ -33,24 +34,16 @@ def resolve(config: dict) -> dict:
     return deep_merge(config, datasets[name].get("overrides") or {})
 
 
-def check(config: dict, known_architectures: set[str]) -> None:
+def check(config: dict) -> None:
     """Cross-field checks: fractions sum to 1, architectures exist, sizes fit, sources usable."""
     check_fractions(config["splits"])
     training = config["training"]
-    known = known_architectures | set(training.get("extra_architectures", {}))
-    unknown = [a for a in training["architectures"] if a not in known]
-    if unknown:
-        raise ConfigError(
-            f"training.architectures: unknown {unknown}; known: {sorted(known)} "
-            "(add others under training.extra_architectures)"
-        )
-    if len(set(training["architectures"])) != len(training["architectures"]):
-        raise ConfigError("training.architectures lists an architecture twice")
-    if training["image_size"] < 32:
-        raise ConfigError(
-            f"training.image_size {training['image_size']} is below 32, the smallest input "
-            "the keras.applications bases accept"
-        )
+    check_architectures(
+        training["architectures"],
+        training.get("extra_architectures"),
+        image_size=training["image_size"],
+        where="training.",
+    )
     if config["audit"]["auc_warn"] > config["audit"]["auc_flag"]:
         raise ConfigError("audit.auc_warn must not exceed audit.auc_flag")
     if training["weights"] == "imagenet":

@@ -1,4 +1,5 @@
-"""Config resolution and the checks a JSON schema cannot express, run before any job starts."""
+"""Config resolution and the checks a JSON schema cannot express, run before any job starts:
+`load` is the whole sequence that rules/common.smk runs."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from cxr.architectures import check_architectures
 from cxr.errors import ConfigError
+from cxr.protocols import Protocol, protocols_to_run
 from cxr.split import check_fractions
 
 
@@ -32,6 +34,40 @@ def resolve(config: dict) -> dict:
             f"dataset {name!r} is not defined under `datasets`; choose one of {sorted(datasets)}"
         )
     return deep_merge(config, datasets[name].get("overrides") or {})
+
+
+def load(
+    config: dict, overrides: dict, schema: str | os.PathLike
+) -> tuple[dict, dict[str, Protocol]]:
+    """What the workflow makes of its config before any job: the chosen dataset's overrides
+    merged in, the user's --config `overrides` over them, the JSON `schema` checked (its
+    defaults filled in), the cross-field checks; returns (config, protocols to run). A bad
+    setting raises ConfigError naming its key."""
+    from snakemake.utils import update_config
+
+    resolved = resolve(config)
+    # A dataset's overrides set its defaults; what the user passes with --config still wins.
+    update_config(resolved, copy.deepcopy(overrides))
+    validate_schema(resolved, schema)
+    check(resolved)
+    return resolved, protocols_to_run(resolved)
+
+
+def validate_schema(config: dict, schema: str | os.PathLike) -> None:
+    """Check `config` against the JSON schema (YAML) at `schema` and fill in its defaults, as
+    snakemake.utils.validate does; an error names the key and the schema's complaint."""
+    import jsonschema
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    try:
+        validate(config, schema=str(schema), set_default=True)
+    except WorkflowError as error:
+        cause = error.__context__  # validate raises while handling jsonschema's error
+        if not isinstance(cause, jsonschema.ValidationError):
+            raise ConfigError(str(error)) from None
+        key = ".".join(str(part) for part in cause.absolute_path) or "config"
+        raise ConfigError(f"{key}: {cause.message} (see {Path(schema).name})") from None
 
 
 def check(config: dict) -> None:

@@ -24,6 +24,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
+# Where config.yaml's local datasets (article_local) keep their sources' folders.
+SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 # JSON lines and scratch directories; CXR_BENCH_OUT moves them (e.g. for a trial run).
@@ -299,11 +301,16 @@ def repo_config() -> dict:
 
 def dataset_config(name: str) -> dict:
     """Config overrides that pick dataset `name`; a local dataset's roots (relative to the
-    repository in config.yaml) made absolute, since the runs happen in scratch directories."""
+    repository in config.yaml) pointed at SHARED_DATA, since the runs happen in scratch
+    directories."""
+    from cxr.config import sources_at
+
     config: dict[str, Any] = {"dataset": name}
-    sources = repo_config()["datasets"][name].get("sources") or {}
+    configured = repo_config()
+    sources = configured["datasets"][name].get("sources") or {}
+    moved = sources_at(configured, name, SHARED_DATA)
     roots = {
-        source: str((REPO / spec["root"]).resolve())
+        source: moved[source]["root"]
         for source, spec in sources.items()
         if "download" not in spec and not spec["root"].startswith("resources/")
     }

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from common import REPO, repo_config, say
+from common import SHARED_DATA, repo_config, say
 
+from cxr.config import sources_at
 from cxr.curate import Rules, curate
 from cxr.io import read_json, write_json
 from cxr.shards import load_images, shard_paths, write_shards
@@ -59,12 +60,9 @@ class Prepared:
 
 
 def _article_sources() -> dict[str, dict]:
-    sources = repo_config()["datasets"]["article_local"]["sources"]
+    sources = sources_at(repo_config(), "article_local", SHARED_DATA)
     # Only the two training sources: the external NIH set is not trained on.
-    picked = {name: dict(sources[name]) for name in ("covid", "kermany")}
-    for spec in picked.values():
-        spec["root"] = str((REPO / spec["root"]).resolve())
-    return picked
+    return {name: sources[name] for name in ("covid", "kermany")}
 
 
 def _synthetic_sources(root: Path, n_images: int, seed: int) -> dict[str, dict]:
@@ -81,9 +79,9 @@ def _synthetic_sources(root: Path, n_images: int, seed: int) -> dict[str, dict]:
         say(f"generating synthetic images into {root}: {settings}")
         generate_synthetic(root, seed=seed, **settings)
         write_json(marker, settings)
-    picked = {name: dict(dataset["sources"][name]) for name in ("covid", "kermany")}
+    sources = sources_at(repo_config(), "synthetic", root)
+    picked = {name: sources[name] for name in ("covid", "kermany")}
     for spec in picked.values():
-        spec["root"] = str(root / Path(spec["root"]).name)
         spec.pop("sample", None)
     return picked
 

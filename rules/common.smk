@@ -2,29 +2,23 @@ import os
 import sys
 from pathlib import Path
 
-from snakemake.utils import update_config, validate
-
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 from cxr import config as cxr_config  # noqa: E402
-from cxr.architectures import DEFAULT_ARCHITECTURES  # noqa: E402
 from cxr.errors import CxrError  # noqa: E402
-from cxr.protocols import RUN_NAME, protocols_to_run  # noqa: E402
+from cxr.protocols import RUN_NAME  # noqa: E402
 
+# The dataset's overrides, then --config over them, the schema (defaults filled in), the
+# cross-field checks: a bad setting stops here, before any job, naming its key.
 try:
-    config.update(cxr_config.resolve(config))
+    resolved, PROTOCOLS = cxr_config.load(
+        config,
+        dict(workflow.config_settings.config),
+        schema=Path(workflow.basedir) / "rules" / "config.schema.yaml",
+    )
 except CxrError as error:
     raise WorkflowError(str(error))
-# A dataset's overrides set its defaults; what the user passes with --config still wins.
-update_config(config, dict(workflow.config_settings.config))
-
-validate(config, schema="config.schema.yaml", set_default=True)
-
-try:
-    cxr_config.check(config, set(DEFAULT_ARCHITECTURES))
-    PROTOCOLS = protocols_to_run(config)
-except CxrError as error:
-    raise WorkflowError(str(error))
+config.update(resolved)
 
 DATASET = cxr_config.dataset(config)
 SOURCES = DATASET["sources"]

@@ -7,15 +7,7 @@ from cxr.logs import run_logged
 
 def main(*, outputs: dict, params: dict) -> None:
     curation, labels = params["curation"], params["labels"]
-    rules = Rules(
-        disease_finding=curation["disease_finding"],
-        views=tuple(curation["views"]),
-        modality=curation["modality"],
-        max_pixels=curation["max_pixels"],
-        min_side=curation["min_side"],
-        positive_label=labels["positive"],
-        chroma_threshold=params["chroma_threshold"],
-    )
+    rules = Rules.from_config(curation, labels, params["chroma_threshold"])
     sources = {name: dict(spec) for name, spec in params["sources"].items()}
     images, exclusions, flow = curate(sources, rules, params["seed"])
     write_csv(outputs["exclusions"], exclusions)

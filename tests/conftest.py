@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from cxr.config import sources_at
+
 # One SLURM cluster per session, shared by every module that asks for it.
 from slurm_cluster import slurm_cluster  # noqa: F401
 
@@ -47,24 +49,18 @@ def synthetic_root(tmp_path_factory) -> Path:
 
 def synthetic_sources(root: Path) -> dict:
     """The synthetic dataset's `sources` block of config.yaml, pointed at `root`."""
-    import yaml
-
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    sources = config["datasets"]["synthetic"]["sources"]
-    for spec in sources.values():
-        spec["root"] = str(root / Path(spec["root"]).name)
-    return sources
+    return sources_at(_config(), "synthetic", root)
 
 
 def article_sources(root: Path) -> dict:
     """The article_local dataset's `sources` block, pointed at `root` (../shared/data)."""
+    return sources_at(_config(), "article_local", root)
+
+
+def _config() -> dict:
     import yaml
 
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    sources = config["datasets"]["article_local"]["sources"]
-    for spec in sources.values():
-        spec["root"] = str(root / Path(spec["root"]).name)
-    return sources
+    return yaml.safe_load((REPO / "config.yaml").read_text())
 
 
 class RecordingHandler(SimpleHTTPRequestHandler):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import synthetic_sources
-from cxr.curate import Rules, check_classes, curate
+from cxr.curate import Flow, Rules, check_classes, curate, drop_duplicates, sample_rows
 from cxr.errors import DataError
 from cxr.images import ImageRejected, load_image, resolve_inside
 
@@ -65,6 +67,46 @@ def test_empty_class_error_names_the_rule(synthetic_root):
     images, exclusions, _ = curate(synthetic_sources(synthetic_root), Rules(views=("XYZ",)), 0)
     with pytest.raises(DataError, match="class 'covid' is empty.*removed by 'view'"):
         check_classes(images, exclusions, ["covid", "normal"])
+
+
+def _rows(source: str, files_and_hashes: list[tuple[str, str]]) -> list[dict]:
+    return [
+        {"record": f, "source": source, "file": f, "patient": f"{source}:{f}", "label": "normal",
+         "info": SimpleNamespace(pixel_sha256=h)}
+        for f, h in files_and_hashes
+    ]  # fmt: skip
+
+
+def test_duplicates_keep_the_first_image_seen_across_sources():
+    seen = {"h2": "covid/images/first.png"}  # a pixel hash of an earlier source
+    unique, dropped = drop_duplicates(_rows("nih", [("x.png", "h1"), ("y.png", "h2"),
+                                                    ("z.png", "h1")]), seen)  # fmt: skip
+    assert [r["file"] for r in unique] == ["x.png"]
+    assert [(d["file"], d["step"], d["detail"]) for d in dropped] == [
+        ("y.png", "duplicates", "same pixels as covid/images/first.png"),
+        ("z.png", "duplicates", "same pixels as nih/x.png"),
+    ]
+    assert seen == {"h2": "covid/images/first.png", "h1": "nih/x.png"}
+
+
+def test_sampling_keeps_listing_order_and_logs_the_rest():
+    rows = _rows("kermany", [(f"{i}.png", str(i)) for i in range(10)])
+    keep, dropped = sample_rows(rows, 4, seed=3)
+    assert len(keep) == 4 and len(dropped) == 6
+    assert [r["file"] for r in keep] == sorted((r["file"] for r in keep), key=lambda f: int(f[:-4]))
+    assert {d["detail"] for d in dropped} == {"4 of 10, seed 3"}
+    assert keep == sample_rows(rows, 4, seed=3)[0]
+
+
+def test_flow_counts_reasons_by_family():
+    flow = Flow()
+    dropped = [{"reason": "view 'AP', not PA"}, {"reason": "view 'L', not PA"},
+               {"reason": "modality CT, not X-ray"}]  # fmt: skip
+    assert flow.take("matches rules", ["kept"], dropped) == ["kept"]
+    assert flow.steps == [
+        {"step": "matches rules", "remaining": 1, "removed": {"modality": 1, "view": 2}}
+    ]
+    assert flow.excluded == dropped
 
 
 def _save(path, array, mode=None, **kw):
@@ -141,3 +183,16 @@ def test_symlink_leaving_the_root_is_refused(tmp_path):
     (root / "link.png").symlink_to(tmp_path / "secret.png")
     with pytest.raises(ImageRejected, match="outside data root"):
         resolve_inside(root, "link.png")
+
+
+def test_rules_from_config_yaml_are_the_article_defaults(repo):
+    import yaml
+
+    config = yaml.safe_load((repo / "config.yaml").read_text())
+    rules = Rules.from_config(
+        config["curation"], config["labels"], config["marks"]["chroma_threshold"]
+    )
+    assert rules == Rules()
+    assert Rules.from_config(
+        {**config["curation"], "views": ["PA", "AP"]}, config["labels"], 90
+    ) == Rules(views=("PA", "AP"), chroma_threshold=90)

@@ -14,8 +14,11 @@ import yaml
 from PIL import Image
 
 from conftest import REPO
+from cxr.config import load
 from cxr.curate import Rules, curate
+from cxr.errors import ConfigError
 
+SCHEMA = REPO / "rules" / "config.schema.yaml"
 HEADER = "patientid,offset,finding,view,modality,filename,clinical notes\n"
 
 
@@ -139,7 +142,8 @@ def test_every_input_is_accounted_for_with_a_reason(hostile):
     assert "multi\nline" in images.set_index("file").loc["images/ok.png", "notes"]
 
 
-def dry_run(tmp_path, overrides: dict) -> subprocess.CompletedProcess:
+def bad_config(overrides: dict) -> dict:
+    """config.yaml with dotted keys set to the given values."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     for dotted, value in overrides.items():
         node = config
@@ -147,34 +151,17 @@ def dry_run(tmp_path, overrides: dict) -> subprocess.CompletedProcess:
         for key in parents:
             node = node[key]
         node[leaf] = value
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    snakemake = os.path.join(os.path.dirname(sys.executable), "snakemake")
-    return subprocess.run(
-        [
-            snakemake,
-            "-n",
-            "-s",
-            str(REPO / "Snakefile"),
-            "--directory",
-            str(tmp_path),
-            "--configfile",
-            str(path),
-        ],  # fmt: skip
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return config
 
 
 @pytest.mark.parametrize(
     "overrides, message",
     [
         ({"training.architectures": ["MobileNet", "NoSuchNet"]}, "NoSuchNet"),
-        ({"training.epochs": 0}, "epochs"),
-        ({"training.epochs": -3}, "epochs"),
+        ({"training.epochs": 0}, "training.epochs"),
+        ({"training.epochs": -3}, "training.epochs"),
         ({"splits.train": 0.5}, "sum to 1"),
-        ({"training.image_size": 16}, "image_size"),
+        ({"training.image_size": 16}, "training.image_size"),
         ({"training.learnig_rate": 0.1}, "learnig_rate"),
         ({"dataset": "nope"}, "nope"),
         ({"splits.train": 0.5, "splits.test": 0.4}, "splits.test"),
@@ -182,7 +169,7 @@ def dry_run(tmp_path, overrides: dict) -> subprocess.CompletedProcess:
         ({"protocols.run": ["patient", "nope"]}, "protocols.nope is not defined"),
         ({"protocols.learning_curve.train_fractions": [0.333]}, "whole percentage"),
         ({"protocols.article.split": "random"}, "random"),
-        ({"marks.min_area": 2}, "min_area"),
+        ({"marks.min_area": 2}, "marks.min_area"),
         (
             {
                 "training.weights": "imagenet",
@@ -195,10 +182,25 @@ def dry_run(tmp_path, overrides: dict) -> subprocess.CompletedProcess:
         ),
     ],
 )
-def test_bad_config_stops_before_any_job_naming_the_key(tmp_path, overrides, message):
-    result = dry_run(tmp_path, overrides)
+def test_bad_config_stops_before_any_job_naming_the_key(overrides, message):
+    # cxr.config.load is what rules/common.smk runs before any job: schema, checks, protocols.
+    with pytest.raises(ConfigError) as error:
+        load(bad_config(overrides), {}, SCHEMA)
+    assert message in str(error.value)
+
+
+def test_a_bad_config_stops_the_workflow_before_any_job(tmp_path):
+    """The wiring, end to end: a dry run of the Snakefile stops in rules/common.smk with the
+    check's message and no traceback, and creates nothing."""
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(bad_config({"training.architectures": ["NoSuchNet"]})))
+    snakemake = os.path.join(os.path.dirname(sys.executable), "snakemake")
+    command = [snakemake, "-n", "-s", REPO / "Snakefile", "--directory", tmp_path]
+    result = subprocess.run(
+        [*command, "--configfile", path], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode != 0
     output = result.stdout + result.stderr
-    assert message in output, output[-3000:]
+    assert "training.architectures: unknown architecture 'NoSuchNet'" in output, output[-3000:]
     assert "Traceback" not in output
     assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()

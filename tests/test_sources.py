@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from conftest import article_sources
+from cxr.curate import Rules
 from cxr.errors import ConfigError, DataError
-from cxr.sources import RECORD_COLUMNS, load_source
+from cxr.sources import RECORD_COLUMNS, load_source, rule_reasons
 from cxr.sources.ieee8023 import finding_terms, normalise_column
 
 MARCH_2020_HEADER = (
@@ -123,6 +124,39 @@ def test_folder_pattern_without_group_is_a_config_error(tmp_path):
                           "patient_pattern": "IM-"})  # fmt: skip
 
 
+def test_ieee8023_rules_read_flat_and_hierarchical_findings(tmp_path):
+    def row(pid, finding, view, modality):
+        return f"{pid},0,M,50,{finding},Y,,,{view},{modality},2020,,images,{pid}.jpg,,,,,\n"
+
+    (tmp_path / "metadata.csv").write_text(
+        LATER_HEADER
+        + row(1, "Pneumonia/Viral/COVID-19", "PA", "X-ray")
+        + row(2, "covid19", "pa", "X-ray")
+        + row(3, "Pneumonia/Viral/SARS", "PA", "X-ray")
+        + row(4, "COVID-19", "AP", "X-ray")
+        + row(5, "COVID-19", "Axial", "CT")
+    )
+    spec = {"kind": "ieee8023", "root": str(tmp_path), "label": "covid"}
+    records = load_source("covid", spec)
+    assert rule_reasons("covid", spec, records, Rules()).tolist() == [
+        "",
+        "",
+        "finding 'Pneumonia/Viral/SARS', not COVID-19",
+        "view 'AP', not PA",
+        "modality CT, not X-ray",
+    ]
+    views = rule_reasons("covid", spec, records, Rules(views=("PA", "AP")))
+    assert views.tolist()[3] == ""
+
+
+def test_folder_rules_pass_every_record(tmp_path):
+    (tmp_path / "IM-0001-0001.jpeg").write_bytes(b"x")
+    spec = {"kind": "folder", "root": str(tmp_path), "label": "normal",
+            "patient_pattern": r"(IM-\d{4})"}  # fmt: skip
+    records = load_source("kermany", spec)
+    assert rule_reasons("kermany", spec, records, Rules(views=("XYZ",))).tolist() == [""]
+
+
 @pytest.mark.realdata
 def test_real_march_2020_metadata(shared_data):
     sources = article_sources(shared_data)
@@ -132,6 +166,8 @@ def test_real_march_2020_metadata(shared_data):
     assert (records["pre_exclusion"] == "no metadata row").sum() == 4
     assert records["patient"].iloc[0] == "covid:2"
     assert set(records["modality"]) >= {"X-ray", "CT"}
+    reasons = rule_reasons("covid", sources["covid"], records, Rules())
+    assert (reasons == "").sum() == 69  # PA X-rays of COVID-19, as curation keeps them
 
 
 @pytest.mark.realdata

@@ -53,26 +53,25 @@ def _applications():
     return keras.applications
 
 
-def _from_extra(name: str, spec: Mapping[str, Any]) -> Architecture:
+def _from_extra(name: str, spec: Mapping[str, Any], where: str = "") -> Architecture:
+    key = f"{where}extra_architectures.{name}"
     if not isinstance(spec, Mapping):
         raise ConfigError(
-            f"extra architecture '{name}': expected a mapping with 'application' and "
-            f"'preprocess_module', got {spec!r}"
+            f"{key}: expected a mapping with 'application' and 'preprocess_module', got {spec!r}"
         )
     unknown = set(spec) - _EXTRA_KEYS
     if unknown:
         raise ConfigError(
-            f"extra architecture '{name}': unknown key(s) {sorted(unknown)}; "
-            f"allowed: {sorted(_EXTRA_KEYS)}"
+            f"{key}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_EXTRA_KEYS)}"
         )
     if "preprocess_module" not in spec:
         raise ConfigError(
-            f"extra architecture '{name}': 'preprocess_module' is missing (the "
-            "keras.applications submodule holding preprocess_input, e.g. 'xception')"
+            f"{key}: 'preprocess_module' is missing (the keras.applications submodule holding "
+            "preprocess_input, e.g. 'xception')"
         )
     min_size = spec.get("min_size", DEFAULT_MIN_SIZE)
     if not isinstance(min_size, int) or min_size < 1:
-        raise ConfigError(f"extra architecture '{name}': min_size must be a positive integer")
+        raise ConfigError(f"{key}: min_size must be a positive integer")
     return Architecture(
         name=name,
         application=str(spec.get("application", name)),
@@ -96,35 +95,54 @@ def _check_in_keras(arch: Architecture) -> None:
         )
 
 
-def resolve_architectures(
-    names: list[str], extra: dict[str, dict] | None = None
+def check_architectures(
+    names: list[str],
+    extra: Mapping[str, Any] | None = None,
+    *,
+    image_size: int | None = None,
+    where: str = "",
 ) -> list[Architecture]:
-    """Look up `names` among the defaults plus `extra` (config), checking each exists in Keras."""
+    """Look up `names` among the defaults plus `extra` (config) without importing Keras: an
+    empty list, a name listed twice, an unknown name, a malformed extra architecture or an image
+    size below one's minimum raise ConfigError naming the key (`where` + 'architectures', ...)."""
     known = dict(DEFAULT_ARCHITECTURES)
     for name, spec in (extra or {}).items():
-        known[name] = _from_extra(name, spec)
+        known[name] = _from_extra(name, spec, where)
+    key = f"{where}architectures"
     if not names:
-        raise ConfigError("architectures: the list is empty; name at least one, e.g. MobileNet")
+        raise ConfigError(f"{key}: the list is empty; name at least one, e.g. MobileNet")
     seen: set[str] = set()
     result = []
     for name in names:
         if name in seen:
-            raise ConfigError(f"architectures: '{name}' is listed twice")
+            raise ConfigError(f"{key}: '{name}' is listed twice")
         seen.add(name)
         if name not in known:
             raise ConfigError(
-                f"architectures: unknown architecture '{name}'. Known: {', '.join(sorted(known))}."
-                " Add others as extra architectures (application + preprocess_module) in config."
+                f"{key}: unknown architecture '{name}'. Known: {', '.join(sorted(known))}. Add "
+                f"others under {where}extra_architectures (application + preprocess_module)."
             )
-        _check_in_keras(known[name])
         result.append(known[name])
+    if image_size is not None:
+        for arch in result:
+            check_image_size(arch, image_size, key=f"{where}image_size")
     return result
 
 
-def check_image_size(arch: Architecture, size: int) -> None:
+def resolve_architectures(
+    names: list[str], extra: dict[str, dict] | None = None
+) -> list[Architecture]:
+    """Look up `names` among the defaults plus `extra` (config), checking each exists in Keras."""
+    result = check_architectures(names, extra)
+    for arch in result:
+        _check_in_keras(arch)
+    return result
+
+
+def check_image_size(arch: Architecture, size: int, *, key: str = "image size") -> None:
     """Raise ConfigError when `size` is below the smallest input Keras builds for `arch`."""
     if size < arch.min_size:
         raise ConfigError(
-            f"image size {size} is too small for {arch.name}: keras.applications needs at least "
-            f"{arch.min_size}x{arch.min_size}; raise the image size in config"
+            f"{key} {size} is too small for {arch.name}: keras.applications needs at least "
+            f"{arch.min_size}x{arch.min_size}; raise it in config"
         )

@@ -1,11 +1,16 @@
-"""Config resolution and the checks a JSON schema cannot express, run before any job starts."""
+"""Config resolution and the checks a JSON schema cannot express, run before any job starts:
+`load` is the whole sequence that rules/common.smk runs."""
 
 from __future__ import annotations
 
 import copy
+import os
+from pathlib import Path
 from typing import Any
 
+from cxr.architectures import check_architectures
 from cxr.errors import ConfigError
+from cxr.protocols import Protocol, protocols_to_run
 from cxr.split import check_fractions
 
 
@@ -31,24 +36,50 @@ def resolve(config: dict) -> dict:
     return deep_merge(config, datasets[name].get("overrides") or {})
 
 
-def check(config: dict, known_architectures: set[str]) -> None:
+def load(
+    config: dict, overrides: dict, schema: str | os.PathLike
+) -> tuple[dict, dict[str, Protocol]]:
+    """What the workflow makes of its config before any job: the chosen dataset's overrides
+    merged in, the user's --config `overrides` over them, the JSON `schema` checked (its
+    defaults filled in), the cross-field checks; returns (config, protocols to run). A bad
+    setting raises ConfigError naming its key."""
+    from snakemake.utils import update_config
+
+    resolved = resolve(config)
+    # A dataset's overrides set its defaults; what the user passes with --config still wins.
+    update_config(resolved, copy.deepcopy(overrides))
+    validate_schema(resolved, schema)
+    check(resolved)
+    return resolved, protocols_to_run(resolved)
+
+
+def validate_schema(config: dict, schema: str | os.PathLike) -> None:
+    """Check `config` against the JSON schema (YAML) at `schema` and fill in its defaults, as
+    snakemake.utils.validate does; an error names the key and the schema's complaint."""
+    import jsonschema
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    try:
+        validate(config, schema=str(schema), set_default=True)
+    except WorkflowError as error:
+        cause = error.__context__  # validate raises while handling jsonschema's error
+        if not isinstance(cause, jsonschema.ValidationError):
+            raise ConfigError(str(error)) from None
+        key = ".".join(str(part) for part in cause.absolute_path) or "config"
+        raise ConfigError(f"{key}: {cause.message} (see {Path(schema).name})") from None
+
+
+def check(config: dict) -> None:
     """Cross-field checks: fractions sum to 1, architectures exist, sizes fit, sources usable."""
     check_fractions(config["splits"])
     training = config["training"]
-    known = known_architectures | set(training.get("extra_architectures", {}))
-    unknown = [a for a in training["architectures"] if a not in known]
-    if unknown:
-        raise ConfigError(
-            f"training.architectures: unknown {unknown}; known: {sorted(known)} "
-            "(add others under training.extra_architectures)"
-        )
-    if len(set(training["architectures"])) != len(training["architectures"]):
-        raise ConfigError("training.architectures lists an architecture twice")
-    if training["image_size"] < 32:
-        raise ConfigError(
-            f"training.image_size {training['image_size']} is below 32, the smallest input "
-            "the keras.applications bases accept"
-        )
+    check_architectures(
+        training["architectures"],
+        training.get("extra_architectures"),
+        image_size=training["image_size"],
+        where="training.",
+    )
     if config["audit"]["auc_warn"] > config["audit"]["auc_flag"]:
         raise ConfigError("audit.auc_warn must not exceed audit.auc_flag")
     if training["weights"] == "imagenet":
@@ -84,3 +115,12 @@ def check(config: dict, known_architectures: set[str]) -> None:
 
 def dataset(config: dict) -> dict[str, Any]:
     return config["datasets"][config["dataset"]]
+
+
+def sources_at(config: dict, dataset: str, root: str | os.PathLike) -> dict[str, dict]:
+    """The `sources` of `dataset`, each source's folder taken by its name from under `root`
+    instead of where config says (a generated data set, a copy in another place)."""
+    sources = copy.deepcopy(config["datasets"][dataset]["sources"])
+    for spec in sources.values():
+        spec["root"] = str(Path(root) / Path(spec["root"]).name)
+    return sources

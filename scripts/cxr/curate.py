@@ -7,14 +7,14 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from cxr.errors import DataError
 from cxr.images import ImageRejected, load_image, resolve_inside
-from cxr.sources import load_source
-from cxr.sources.ieee8023 import canonical_term, finding_terms
+from cxr.sources import load_source, rule_reasons
 
 log = logging.getLogger(__name__)
 
@@ -59,37 +59,166 @@ class Rules:
     # Pixels with max(R,G,B) - min(R,G,B) at least this are coloured (annotation marks).
     chroma_threshold: int = 60
 
+    @classmethod
+    def from_config(cls, curation: dict, labels: dict, chroma_threshold: int) -> Rules:
+        """The rules of config's `curation` and `labels` sections and `marks.chroma_threshold`."""
+        return cls(
+            disease_finding=curation["disease_finding"],
+            views=tuple(curation["views"]),
+            modality=curation["modality"],
+            max_pixels=curation["max_pixels"],
+            min_side=curation["min_side"],
+            positive_label=labels["positive"],
+            chroma_threshold=chroma_threshold,
+        )
+
 
 @dataclass
 class Flow:
-    """Counts at each curation step, in order, for flow.json and the report's picture."""
+    """One source's counts at each curation step, in order, for flow.json and the report's
+    picture, and the exclusion rows of the records each step dropped."""
 
     steps: list[dict] = field(default_factory=list)
+    excluded: list[dict] = field(default_factory=list)
 
     def add(self, step: str, remaining: int, removed: dict[str, int]) -> None:
         self.steps.append({"step": step, "remaining": remaining, "removed": removed})
 
-
-def select_by_rules(records: pd.DataFrame, spec: dict, rules: Rules) -> pd.Series:
-    """Reason each record fails the source's metadata rules ('' when it passes)."""
-    reasons = pd.Series("", index=records.index, dtype=object)
-    if spec.get("kind") != "ieee8023":
-        return reasons
-    target = canonical_term(rules.disease_finding)
-    wanted_views = {v.strip().lower() for v in rules.views}
-    for idx, row in records.iterrows():
-        if row["modality"].lower() != rules.modality.lower():
-            reasons[idx] = f"modality {row['modality'] or '(empty)'}, not {rules.modality}"
-        elif target not in {canonical_term(t) for t in finding_terms(row["finding"])}:
-            reasons[idx] = f"finding {row['finding'] or '(empty)'!r}, not {rules.disease_finding}"
-        elif row["view"].lower() not in wanted_views:
-            reasons[idx] = f"view {row['view'] or '(empty)'!r}, not {'/'.join(rules.views)}"
-    return reasons
+    def take(self, step: str, kept: Any, dropped: list[dict]) -> Any:
+        """Count a step that kept `kept` and dropped `dropped` (exclusion rows); return `kept`."""
+        self.excluded.extend(dropped)
+        families = pd.Series([reason_family(row["reason"]) for row in dropped], dtype=object)
+        self.add(step, len(kept), _count(families))
+        return kept
 
 
 def reason_family(reason: str) -> str:
     """Group detailed reasons ('view 'AP', not PA') into families for flow counts."""
     return reason.split(" ", 1)[0] if reason.startswith(("view", "finding", "modality")) else reason
+
+
+def exclusion(row: dict, step: str, reason: str, detail: str = "") -> dict:
+    """The exclusion log's row for a record dropped at `step` (EXCLUSION_COLUMNS)."""
+    return {
+        "record": row["record"],
+        "source": row["source"],
+        "file": row["file"],
+        "patient": row["patient"],
+        "label": row["label"],
+        "step": step,
+        "reason": reason,
+        "detail": detail,
+    }
+
+
+def drop_known_to_adapter(records: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
+    """Step 1: what the adapter already knew (no metadata row, no patient key, ...)."""
+    known = records["pre_exclusion"] != ""
+    dropped = [
+        exclusion(row, "source", row["pre_exclusion"]) for row in records[known].to_dict("records")
+    ]
+    return records[~known], dropped
+
+
+def apply_rules(
+    name: str, spec: dict, records: pd.DataFrame, rules: Rules
+) -> tuple[pd.DataFrame, list[dict]]:
+    """Step 2: the metadata rules (modality, finding, view), as the source's adapter reads them."""
+    reasons = rule_reasons(name, spec, records, rules)
+    failed = reasons != ""
+    dropped = [
+        exclusion(row, "rules", reason)
+        for row, reason in zip(records[failed].to_dict("records"), reasons[failed], strict=True)
+    ]
+    return records[~failed], dropped
+
+
+def decode_images(
+    name: str, spec: dict, records: pd.DataFrame, rules: Rules
+) -> tuple[list[dict], list[dict]]:
+    """Step 3: the file must be inside the source's root and decode as a usable image; each
+    kept record gains its image facts (`info`) and absolute `path`."""
+    root = Path(spec["root"])
+    decoded, dropped = [], []
+    for i, row in enumerate(records.to_dict("records"), start=1):
+        try:
+            path = resolve_inside(root, row["file"])
+            _, info = load_image(
+                path,
+                max_pixels=rules.max_pixels,
+                min_side=rules.min_side,
+                chroma_threshold=rules.chroma_threshold,
+            )
+        except ImageRejected as exc:
+            # Name files as the source does, not by absolute paths: the log must not
+            # depend on where the workflow runs (reruns elsewhere give the same bytes).
+            detail = exc.detail.replace(os.path.realpath(root), spec["root"])
+            detail = detail.replace(str(root / row["file"]), row["file"])
+            dropped.append(exclusion(row, "image", exc.reason, detail))
+            continue
+        decoded.append({**row, "info": info, "path": str(root / row["file"])})
+        if i % 200 == 0:
+            log.info("source %s: decoded %d/%d images", name, i, len(records))
+    return decoded, dropped
+
+
+def drop_duplicates(rows: list[dict], seen: dict[str, str]) -> tuple[list[dict], list[dict]]:
+    """Step 4: exact duplicates by decoded pixels, across all sources (the first one wins);
+    `seen` maps the pixel hashes of earlier sources to their image ids and is updated."""
+    unique, dropped = [], []
+    for row in rows:
+        digest = row["info"].pixel_sha256
+        if digest in seen:
+            detail = f"same pixels as {seen[digest]}"
+            dropped.append(exclusion(row, "duplicates", "duplicate image", detail))
+            continue
+        seen[digest] = _image_id(row)
+        unique.append(row)
+    return unique, dropped
+
+
+def sample_rows(rows: list[dict], sample: int, seed: int) -> tuple[list[dict], list[dict]]:
+    """Step 5: the article sampled a fixed number of images of some sources (seeded)."""
+    rng = np.random.default_rng(seed)
+    chosen = set(rng.choice(len(rows), size=sample, replace=False).tolist())
+    detail = f"{sample} of {len(rows)}, seed {seed}"
+    keep = [row for i, row in enumerate(rows) if i in chosen]
+    dropped = [
+        exclusion(row, "sample", "not sampled", detail)
+        for i, row in enumerate(rows)
+        if i not in chosen
+    ]
+    return keep, dropped
+
+
+def image_row(row: dict, spec: dict, rules: Rules) -> dict:
+    """The curated image list's row of a kept record (IMAGE_COLUMNS)."""
+    info = row["info"]
+    return {
+        "id": _image_id(row),
+        "source": row["source"],
+        "role": spec.get("role", "train"),
+        "label": row["label"],
+        "y": int(row["label"] == rules.positive_label),
+        "patient": row["patient"],
+        "path": row["path"],
+        "file": row["file"],
+        "sha256": info.pixel_sha256,
+        "width": info.width,
+        "height": info.height,
+        "mode": info.mode,
+        "format": info.format,
+        "bit_depth": info.bit_depth,
+        "mark_area": info.mark_area,
+        "mark_box": info.mark_box,
+        "view": row["view"],
+        "finding": row["finding"],
+        "modality": row["modality"],
+        "license": row["license"],
+        "url": row["url"],
+        "notes": row["notes"],
+        "record": row["record"],
+    }
 
 
 def curate(
@@ -102,129 +231,27 @@ def curate(
     flows: dict[str, dict] = {}
     seen_hashes: dict[str, str] = {}
     for name, spec in sources.items():
-        root = Path(spec["root"])
         records = load_source(name, spec)
         total = len(records)
-        log.info("source %s: %d input rows/files from %s", name, total, root)
+        log.info("source %s: %d input rows/files from %s", name, total, spec["root"])
         flow = Flow()
         flow.add("input", total, {})
-
-        def exclude(row: dict, step: str, reason: str, detail: str = "", name: str = name) -> None:
-            excluded.append(
-                {
-                    "record": row["record"],
-                    "source": name,
-                    "file": row["file"],
-                    "patient": row["patient"],
-                    "label": row["label"],
-                    "step": step,
-                    "reason": reason,
-                    "detail": detail,
-                }
-            )
-
-        # Step 1: what the adapter already knew (no metadata row, no patient key, ...).
-        pre = records[records["pre_exclusion"] != ""]
-        for row in pre.to_dict("records"):
-            exclude(row, "source", row["pre_exclusion"])
-        records = records[records["pre_exclusion"] == ""]
-        flow.add("listed with patient key", len(records), _count(pre["pre_exclusion"]))
-
-        # Step 2: metadata rules (modality, finding, view).
-        reasons = select_by_rules(records, spec, rules)
-        failed = records[reasons != ""]
-        for row, reason in zip(failed.to_dict("records"), reasons[reasons != ""], strict=True):
-            exclude(row, "rules", reason)
-        records = records[reasons == ""]
-        flow.add("matches rules", len(records), _count(reasons[reasons != ""].map(reason_family)))
-
-        # Step 3: the file must be inside the root and decode as a usable image.
-        decoded, removed = [], {}
-        for i, row in enumerate(records.to_dict("records"), start=1):
-            try:
-                path = resolve_inside(root, row["file"])
-                _, info = load_image(
-                    path,
-                    max_pixels=rules.max_pixels,
-                    min_side=rules.min_side,
-                    chroma_threshold=rules.chroma_threshold,
-                )
-            except ImageRejected as exc:
-                # Name files as the source does, not by absolute paths: the log must not
-                # depend on where the workflow runs (reruns elsewhere give the same bytes).
-                detail = exc.detail.replace(os.path.realpath(root), spec["root"])
-                detail = detail.replace(str(root / row["file"]), row["file"])
-                exclude(row, "image", exc.reason, detail)
-                removed[exc.reason] = removed.get(exc.reason, 0) + 1
-                continue
-            decoded.append({**row, "info": info, "path": str(root / row["file"])})
-            if i % 200 == 0:
-                log.info("source %s: decoded %d/%d images", name, i, len(records))
-        flow.add("decodes", len(decoded), removed)
-
-        # Step 4: exact duplicates by decoded pixels, across all sources (first one wins).
-        unique, dupes = [], 0
-        for row in decoded:
-            digest = row["info"].pixel_sha256
-            image_id = f"{name}/{row['file']}"
-            if digest in seen_hashes:
-                exclude(
-                    row, "duplicates", "duplicate image", f"same pixels as {seen_hashes[digest]}"
-                )
-                dupes += 1
-                continue
-            seen_hashes[digest] = image_id
-            unique.append(row)
-        flow.add("unique pixels", len(unique), {"duplicate image": dupes} if dupes else {})
-
-        # Step 5: the article sampled a fixed number of images of some sources.
-        keep = unique
+        records = flow.take("listed with patient key", *drop_known_to_adapter(records))
+        records = flow.take("matches rules", *apply_rules(name, spec, records, rules))
+        rows = flow.take("decodes", *decode_images(name, spec, records, rules))
+        rows = flow.take("unique pixels", *drop_duplicates(rows, seen_hashes))
         sample = spec.get("sample")
-        if sample is not None and len(unique) > sample:
-            rng = np.random.default_rng(seed)
-            chosen = set(rng.choice(len(unique), size=sample, replace=False).tolist())
-            keep = [r for i, r in enumerate(unique) if i in chosen]
-            for i, row in enumerate(unique):
-                if i not in chosen:
-                    exclude(row, "sample", "not sampled", f"{sample} of {len(unique)}, seed {seed}")
-            flow.add(f"sampled {sample}", len(keep), {"not sampled": len(unique) - sample})
-
-        for row in keep:
-            info = row["info"]
-            included.append(
-                {
-                    "id": f"{name}/{row['file']}",
-                    "source": name,
-                    "role": spec.get("role", "train"),
-                    "label": row["label"],
-                    "y": int(row["label"] == rules.positive_label),
-                    "patient": row["patient"],
-                    "path": row["path"],
-                    "file": row["file"],
-                    "sha256": info.pixel_sha256,
-                    "width": info.width,
-                    "height": info.height,
-                    "mode": info.mode,
-                    "format": info.format,
-                    "bit_depth": info.bit_depth,
-                    "mark_area": info.mark_area,
-                    "mark_box": info.mark_box,
-                    "view": row["view"],
-                    "finding": row["finding"],
-                    "modality": row["modality"],
-                    "license": row["license"],
-                    "url": row["url"],
-                    "notes": row["notes"],
-                    "record": row["record"],
-                }
-            )
+        if sample is not None and len(rows) > sample:
+            rows = flow.take(f"sampled {sample}", *sample_rows(rows, sample, seed))
+        included.extend(image_row(row, spec, rules) for row in rows)
+        excluded.extend(flow.excluded)
         flows[name] = {
             "total": total,
-            "included": len(keep),
-            "excluded": total - len(keep),
+            "included": len(rows),
+            "excluded": total - len(rows),
             "steps": flow.steps,
         }
-        log.info("source %s: %d included, %d excluded", name, len(keep), total - len(keep))
+        log.info("source %s: %d included, %d excluded", name, len(rows), total - len(rows))
 
     images = pd.DataFrame(included, columns=IMAGE_COLUMNS)
     exclusions = pd.DataFrame(excluded, columns=EXCLUSION_COLUMNS)
@@ -262,3 +289,7 @@ def check_classes(images: pd.DataFrame, exclusions: pd.DataFrame, labels: list[s
 
 def _count(values: pd.Series) -> dict[str, int]:
     return {str(k): int(v) for k, v in sorted(values.value_counts().items())}
+
+
+def _image_id(row: dict) -> str:
+    return f"{row['source']}/{row['file']}"

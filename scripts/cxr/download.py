@@ -157,7 +157,7 @@ def fetch_url(
 def _download_once(url: str, dest: Path, expected: dict[str, str], timeout: float) -> Path:
     hashers = _new_hashers(expected)
     log.info("downloading %s -> %s", url, dest)
-    # atomic_open writes `.<name>.<random>.part` beside dest and deletes it if anything raises.
+    # atomic_open writes `.<name>.part<suffix>` beside dest and deletes it if anything raises.
     with (
         urllib.request.urlopen(url, timeout=timeout) as response,
         atomic_open(dest, "wb") as handle,

@@ -11,16 +11,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from cxr.io import atomic_path  # noqa: E402
+
 # Fixed metadata keeps PNG bytes stable between runs (matplotlib stamps the version otherwise).
 PNG_META = {"Software": None}
 
 
 def _save(fig, path: str | Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(path).with_name(f".{Path(path).name}.part.png")
-    fig.savefig(tmp, dpi=100, bbox_inches="tight", metadata=PNG_META)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_path(path) as tmp:  # matplotlib picks the format from the suffix
+            fig.savefig(tmp, dpi=100, bbox_inches="tight", metadata=PNG_META)
+    finally:
+        plt.close(fig)
 
 
 def training_curves(history: pd.DataFrame, title: str, path: str | Path) -> None:

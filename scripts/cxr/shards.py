@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from PIL import Image
 
 from cxr.errors import DataError
 from cxr.images import load_image
-from cxr.io import sha256_file
+from cxr.io import atomic_path, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +79,11 @@ def write_shards(
         rows = frame.iloc[k::n]  # round-robin keeps shards balanced and order stable
         name = f"images-{k:05d}-of-{n:05d}.tfrecord"
         path = out_dir / name
-        partial = path.with_name(f".{name}.part")
-        # TFRecordWriter opens its own file: write beside, rename when complete, so a killed
-        # job never leaves a shard that looks finished.
-        with tf.io.TFRecordWriter(str(partial)) as writer:
+        # TFRecordWriter opens its own file: write `.<name>.part` beside, rename when complete.
+        with (
+            atomic_path(path, suffix_like=False) as partial,
+            tf.io.TFRecordWriter(str(partial)) as writer,
+        ):
             for row in rows.to_dict("records"):
                 pixels, info = load_image(Path(row["path"]), max_pixels=max_pixels)
                 if info.pixel_sha256 != row["sha256"]:
@@ -98,7 +98,6 @@ def write_shards(
                 done += 1
                 if done % 200 == 0:
                     log.info("wrote %d/%d images", done, len(frame))
-        os.replace(partial, path)
         entries.append({"file": name, "count": len(rows), "sha256": sha256_file(path)})
     log.info("wrote %d images into %d shards", done, len(entries))
     return {

@@ -1,13 +1,19 @@
 """One adapter per source kind. Each turns a source on disk into candidate records with the
-same columns (RECORD_COLUMNS), one per input row or file, so curation never sees a quirk."""
+same columns (RECORD_COLUMNS), one per input row or file, and reads the metadata rules in its
+own vocabulary (`rule_reasons`), so curation never sees a quirk."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from cxr.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cxr.curate import Rules
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -27,15 +33,27 @@ RECORD_COLUMNS = [
 ]
 
 
-def load_source(name: str, spec: dict) -> pd.DataFrame:
-    """Dispatch to the adapter named by `spec['kind']`."""
+def adapter(name: str, spec: dict) -> ModuleType:
+    """The adapter module of `spec['kind']`: `load_records(name, root, spec)` and
+    `rule_reasons(records, rules)`, the same for every kind."""
     from cxr.sources import folder, ieee8023
 
-    adapters = {"ieee8023": ieee8023.load_records, "folder": folder.load_records}
+    adapters = {"ieee8023": ieee8023, "folder": folder}
     kind = spec.get("kind")
     if kind not in adapters:
         raise ConfigError(
             f"sources.{name}.kind is {kind!r}; known kinds: {', '.join(sorted(adapters))}"
         )
-    records = adapters[kind](name, Path(spec["root"]), spec)
+    return adapters[kind]
+
+
+def load_source(name: str, spec: dict) -> pd.DataFrame:
+    """Candidate records of source `name`, one per input row or file (RECORD_COLUMNS)."""
+    records = adapter(name, spec).load_records(name, Path(spec["root"]), spec)
     return records[RECORD_COLUMNS]
+
+
+def rule_reasons(name: str, spec: dict, records: pd.DataFrame, rules: Rules) -> pd.Series:
+    """Reason each record fails the metadata rules, as its source's adapter reads them ('' when
+    it passes)."""
+    return adapter(name, spec).rule_reasons(records, rules)

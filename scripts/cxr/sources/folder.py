@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from cxr.errors import ConfigError, DataError
 from cxr.sources import IMAGE_SUFFIXES, RECORD_COLUMNS
+
+if TYPE_CHECKING:
+    from cxr.curate import Rules
 
 
 def _listing_order(path: Path) -> tuple[str, bool, str]:
@@ -63,3 +67,8 @@ def load_records(name: str, root: Path, spec: dict) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows, columns=RECORD_COLUMNS)
+
+
+def rule_reasons(records: pd.DataFrame, rules: Rules) -> pd.Series:
+    """A folder holds one class and has no metadata to read: every record passes ('')."""
+    return pd.Series("", index=records.index, dtype=object)

@@ -11,11 +11,15 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from cxr.errors import DataError
 from cxr.sources import IMAGE_SUFFIXES, RECORD_COLUMNS
+
+if TYPE_CHECKING:
+    from cxr.curate import Rules
 
 log = logging.getLogger(__name__)
 
@@ -158,3 +162,19 @@ def load_records(name: str, root: Path, spec: dict) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows, columns=RECORD_COLUMNS)
+
+
+def rule_reasons(records: pd.DataFrame, rules: Rules) -> pd.Series:
+    """Reason each record fails the modality, finding or view rule ('' when it passes); findings
+    match by term, flat or hierarchical ('Pneumonia/Viral/COVID-19' has 'COVID-19')."""
+    reasons = pd.Series("", index=records.index, dtype=object)
+    target = canonical_term(rules.disease_finding)
+    wanted_views = {v.strip().lower() for v in rules.views}
+    for idx, row in records.iterrows():
+        if row["modality"].lower() != rules.modality.lower():
+            reasons[idx] = f"modality {row['modality'] or '(empty)'}, not {rules.modality}"
+        elif target not in {canonical_term(t) for t in finding_terms(row["finding"])}:
+            reasons[idx] = f"finding {row['finding'] or '(empty)'!r}, not {rules.disease_finding}"
+        elif row["view"].lower() not in wanted_views:
+            reasons[idx] = f"view {row['view'] or '(empty)'!r}, not {'/'.join(rules.views)}"
+    return reasons

@@ -16,6 +16,17 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cxr.marks import find_colour_marks
 
+# The formats X-ray sources hold. Image.open tries only these: Pillow would otherwise hand a
+# PostScript, EPS or PDF file (whatever its name) to Ghostscript, which runs it as a program,
+# with no time limit. Anything else is "not an image".
+IMAGE_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "GIF", "WEBP", "JPEG2000", "PPM")
+# Leading bytes of documents that must never reach an interpreter, named in the exclusion log.
+_DOCUMENT_MAGIC = {
+    b"%!PS": "PostScript",
+    b"\xc5\xd0\xd3\xc6": "EPS (binary header)",
+    b"%PDF": "PDF",
+}
+
 # Pillow only warns above MAX_IMAGE_PIXELS and errors at twice that; we want our own limit to be
 # a hard, explicit exclusion, so Pillow's global is switched off and checked here instead.
 Image.MAX_IMAGE_PIXELS = None
@@ -95,6 +106,21 @@ def to_grayscale_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("L"), dtype=np.uint8)
 
 
+def open_image(path: Path) -> Image.Image:
+    """Image.open restricted to IMAGE_FORMATS; a document format is refused by name."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    for magic, kind in _DOCUMENT_MAGIC.items():
+        if head.startswith(magic):
+            raise ImageRejected("not an image", f"{path.name}: {kind} document, never opened")
+    try:
+        return Image.open(path, formats=IMAGE_FORMATS)
+    except UnidentifiedImageError as exc:
+        raise ImageRejected(
+            "not an image", f"{path.name}: not one of {', '.join(IMAGE_FORMATS)} ({exc})"
+        ) from None
+
+
 def load_image(
     path: Path, *, max_pixels: int, min_side: int = 1, chroma_threshold: int | None = None
 ) -> tuple[np.ndarray, ImageInfo]:
@@ -112,7 +138,7 @@ def load_image(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with open_image(path) as img:
                 fmt = img.format or "unknown"
                 width, height = img.size
                 # Checked from the header before decoding, so a bomb never allocates.

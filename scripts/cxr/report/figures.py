@@ -8,10 +8,10 @@ import io
 import tempfile
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from cxr.errors import DataError
-from cxr.images import load_image
+from cxr.images import ImageRejected, load_image, open_image
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -58,8 +58,9 @@ def crop_uri(path: Path, box: str, *, size: int = 160, margin: float = 0.6) -> s
     """A PNG data: URI of the region `box` ("left top right bottom") of the image at `path`,
     widened by `margin` of its size on each side, in colour (the marks are colour)."""
     try:
-        with Image.open(path) as img:
-            img = img.convert("RGB")
+        with open_image(path) as img:
+            # The box was measured on the image as displayed (EXIF orientation applied).
+            img = ImageOps.exif_transpose(img).convert("RGB")
             left, top, right, bottom = (int(v) for v in box.split())
             w, h = right - left, bottom - top
             pad_x, pad_y = int(margin * max(w, 16)), int(margin * max(h, 16))
@@ -79,6 +80,6 @@ def crop_uri(path: Path, box: str, *, size: int = 160, margin: float = 0.6) -> s
             )
             buffer = io.BytesIO()
             crop.save(buffer, format="PNG")
-    except (OSError, ValueError):
+    except (OSError, ValueError, ImageRejected):
         return None
     return png_data_uri(buffer.getvalue())

@@ -4,6 +4,8 @@
 #                 cores before the protocols layout of issue 10, which added jobs: to be remeasured)
 #   make bench-reference   the settings of the tables in benchmarks/README.md, plus the
 #                 article's data at the article's sizes (bench-workflow-article, if ../shared/data)
+#   make release  dist/cxr-repro-<version>.tar.gz of the committed workflow (no data, no results)
+#                 and its .sha256
 # Benchmark figures are appended as JSON lines to benchmarks/out/ (git-ignored).
 
 PYTHON ?= .venv/bin/python
@@ -20,8 +22,21 @@ WORKFLOW_FLAGS ?=
 SCALE_FLAGS ?= --factors 1 10 50
 INCREMENTAL_FLAGS ?=
 
-.PHONY: test report bench bench-reference bench-training bench-throughput bench-workflow \
+VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+DIST ?= dist
+RELEASE = $(DIST)/cxr-repro-$(VERSION).tar.gz
+
+.PHONY: release test report bench bench-reference bench-training bench-throughput bench-workflow \
 	bench-workflow-article bench-scale bench-incremental bench-table
+
+# git archive takes the committed tree only (never results/, resources/, .venv or data), and
+# its gzip stream carries the commit's time, so the same commit gives the same bytes.
+release:
+	@git diff --quiet HEAD -- || echo "release: uncommitted changes are NOT in the archive" >&2
+	mkdir -p $(DIST)
+	git archive --format=tar.gz --prefix=cxr-repro-$(VERSION)/ -o $(RELEASE) HEAD
+	cd $(DIST) && sha256sum cxr-repro-$(VERSION).tar.gz > cxr-repro-$(VERSION).tar.gz.sha256
+	@cat $(RELEASE).sha256
 
 test:
 	$(PYTEST)

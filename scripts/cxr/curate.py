@@ -162,19 +162,46 @@ def decode_images(
     return decoded, dropped
 
 
-def drop_duplicates(rows: list[dict], seen: dict[str, str]) -> tuple[list[dict], list[dict]]:
-    """Step 4: exact duplicates by decoded pixels, across all sources (the first one wins);
-    `seen` maps the pixel hashes of earlier sources to their image ids and is updated."""
+def drop_duplicates(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Step 4: exact duplicates by decoded pixels among the decoded images of all sources (`rows`
+    in source order). Copies under one label: the first is kept, each other is a `duplicate
+    image` naming it (and carries its id in `duplicate_of`, not a log column). Copies under two
+    labels: no label can be trusted, so every copy is a `label conflict` naming the first copy
+    of another label."""
+    copies: dict[str, list[dict]] = {}
+    for row in rows:
+        copies.setdefault(row["info"].pixel_sha256, []).append(row)
     unique, dropped = [], []
     for row in rows:
-        digest = row["info"].pixel_sha256
-        if digest in seen:
-            detail = f"same pixels as {seen[digest]}"
-            dropped.append(exclusion(row, "duplicates", "duplicate image", detail))
-            continue
-        seen[digest] = _image_id(row)
-        unique.append(row)
+        group = copies[row["info"].pixel_sha256]
+        other = next((g for g in group if g["label"] != row["label"]), None)
+        if other is not None:
+            detail = f"same pixels as {_image_id(other)}, labelled {other['label']!r}"
+            dropped.append(exclusion(row, "duplicates", "label conflict", detail))
+        elif group[0] is not row:
+            first = _image_id(group[0])
+            detail = f"same pixels as {first}"
+            dropped.append(
+                exclusion(row, "duplicates", "duplicate image", detail) | {"duplicate_of": first}
+            )
+        else:
+            unique.append(row)
     return unique, dropped
+
+
+def note_excluded_originals(excluded: list[dict]) -> None:
+    """A duplicate names the image kept in its place; when sampling then left that image out, the
+    duplicate's detail says so with the image's own reason, so the log never names an image as
+    if it were in the data."""
+    sampled_out = {_image_id(row): row for row in excluded if row["step"] == "sample"}
+    for row in excluded:
+        original = sampled_out.get(row.get("duplicate_of"))
+        if original is not None:
+            row["detail"] += (
+                f", itself excluded: {original['reason']} ({original['detail']})"
+                if original["detail"]
+                else f", itself excluded: {original['reason']}"
+            )
 
 
 def sample_rows(rows: list[dict], sample: int, seed: int) -> tuple[list[dict], list[dict]]:
@@ -226,40 +253,54 @@ def curate(
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Apply rules, decode every candidate image, drop duplicates, sample; return
     (images, exclusions, flow) where len(images) + len(exclusions) == total inputs."""
-    included: list[dict] = []
-    excluded: list[dict] = []
-    flows: dict[str, dict] = {}
-    seen_hashes: dict[str, str] = {}
+    flows = {name: Flow() for name in sources}
+    totals: dict[str, int] = {}
+    decoded: list[dict] = []
     for name, spec in sources.items():
         records = load_source(name, spec)
-        total = len(records)
-        log.info("source %s: %d input rows/files from %s", name, total, spec["root"])
-        flow = Flow()
-        flow.add("input", total, {})
+        totals[name] = len(records)
+        log.info("source %s: %d input rows/files from %s", name, len(records), spec["root"])
+        flow = flows[name]
+        flow.add("input", len(records), {})
         records = flow.take("listed with patient key", *drop_known_to_adapter(records))
         records = flow.take("matches rules", *apply_rules(name, spec, records, rules))
-        rows = flow.take("decodes", *decode_images(name, spec, records, rules))
-        rows = flow.take("unique pixels", *drop_duplicates(rows, seen_hashes))
+        decoded += flow.take("decodes", *decode_images(name, spec, records, rules))
+    # Duplicates among all sources at once: a label conflict removes the copies of every source.
+    unique, duplicates = drop_duplicates(decoded)
+    included: list[dict] = []
+    kept: dict[str, int] = {}
+    for name, spec in sources.items():
+        flow = flows[name]
+        rows = flow.take(
+            "unique pixels",
+            [row for row in unique if row["source"] == name],
+            [row for row in duplicates if row["source"] == name],
+        )
         sample = spec.get("sample")
         if sample is not None and len(rows) > sample:
             rows = flow.take(f"sampled {sample}", *sample_rows(rows, sample, seed))
         included.extend(image_row(row, spec, rules) for row in rows)
-        excluded.extend(flow.excluded)
-        flows[name] = {
-            "total": total,
-            "included": len(rows),
-            "excluded": total - len(rows),
+        kept[name] = len(rows)
+        log.info("source %s: %d included, %d excluded", name, len(rows), len(flow.excluded))
+    excluded = [row for flow in flows.values() for row in flow.excluded]
+    note_excluded_originals(excluded)  # the kept copy may be of another source
+    per_source = {
+        name: {
+            "total": totals[name],
+            "included": kept[name],
+            "excluded": len(flow.excluded),
             "steps": flow.steps,
         }
-        log.info("source %s: %d included, %d excluded", name, len(rows), total - len(rows))
+        for name, flow in flows.items()
+    }
 
     images = pd.DataFrame(included, columns=IMAGE_COLUMNS)
     exclusions = pd.DataFrame(excluded, columns=EXCLUSION_COLUMNS)
-    total = sum(f["total"] for f in flows.values())
+    total = sum(totals.values())
     if len(images) + len(exclusions) != total:  # an accounting bug must never pass silently
         raise AssertionError(f"accounting: {len(images)} + {len(exclusions)} != {total}")
     flow = {
-        "sources": flows,
+        "sources": per_source,
         "total": total,
         "included": len(images),
         "excluded": len(exclusions),

@@ -9,7 +9,15 @@ import pytest
 from PIL import Image
 
 from conftest import synthetic_sources
-from cxr.curate import Flow, Rules, check_classes, curate, drop_duplicates, sample_rows
+from cxr.curate import (
+    Flow,
+    Rules,
+    check_classes,
+    curate,
+    drop_duplicates,
+    patient_id_form,
+    sample_rows,
+)
 from cxr.errors import DataError
 from cxr.images import ImageRejected, load_image, resolve_inside
 
@@ -156,6 +164,36 @@ def test_a_duplicate_of_an_image_that_is_not_sampled_says_so(tmp_path):
                 f"same pixels as neg/p1.png, itself excluded: not sampled (2 of 6, seed {seed})"
             )
     assert original_sampled == {True, False}  # the seeds cover both cases
+
+
+def test_patient_ids_differing_only_in_format_are_warned_and_counted(tmp_path, caplog):
+    # '1', '1.0' and '01' are three patients to the split, which may be one patient three times:
+    # kept as written (no guessing), but logged and counted, since it can leak across splits.
+    root = tmp_path / "covid"
+    ids = ["1", "1.0", "01", " 2", "P3", "p3", "10", "1.5", "IM-0004", "IM-4"]
+    _folder(root / "images", {f"{i}.png": i for i in range(len(ids))})
+    rows = [f"{pid},COVID-19,PA,X-ray,{i}.png" for i, pid in enumerate(ids)]
+    (root / "metadata.csv").write_text(
+        "patientid,finding,view,modality,filename\n" + "\n".join(rows) + "\n"
+    )
+    sources = {"covid": {"kind": "ieee8023", "root": str(root), "label": "covid"}}
+    with caplog.at_level("WARNING", logger="cxr.curate"):
+        images, _, flow = curate(sources, Rules(min_side=8), seed=0)
+    assert images["patient"].nunique() == len(ids)  # kept apart, as written
+    assert flow["sources"]["covid"]["patient_ids_differing_only_in_format"] == 7
+    assert flow["patient_ids_differing_only_in_format"] == 7
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 3, warnings
+    assert "'covid:01', 'covid:1', 'covid:1.0'" in warnings[0]
+    assert "'covid:P3', 'covid:p3'" in warnings[1]
+    assert "'covid:IM-0004', 'covid:IM-4'" in warnings[2]
+    assert "different splits" in warnings[0]
+
+
+def test_patient_id_form_takes_out_formatting_only():
+    assert {patient_id_form(p) for p in ["c:1", "c:01", "c:1.0", "c:1.000", " c:1 "]} == {"c:1"}
+    assert len({patient_id_form(p) for p in ["c:1", "c:10", "c:1.5", "c:1.05", "c:11"]}) == 5
+    assert patient_id_form("c:IM-0019") == patient_id_form("C:im-19")
 
 
 def test_sampling_keeps_listing_order_and_logs_the_rest():

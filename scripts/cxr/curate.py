@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -218,6 +220,28 @@ def sample_rows(rows: list[dict], sample: int, seed: int) -> tuple[list[dict], l
     return keep, dropped
 
 
+# A number inside an id, whole (not the digits after a point): its leading zeros and a '.0' are
+# formatting ('01', '1.0' and '1' are one number).
+_NUMBER = re.compile(r"(?<![\d.])(\d+)(?:\.0+)?(?![\d.])")
+
+
+def patient_id_form(patient: str) -> str:
+    """A patient id with its formatting taken out: Unicode form, case, surrounding blanks, and the
+    leading zeros and '.0' of numbers ('01', '1.0' and '1' give '1'; '1.5' stays)."""
+    text = unicodedata.normalize("NFKC", patient).strip().casefold()
+    return _NUMBER.sub(lambda m: str(int(m.group(1))), text)
+
+
+def ids_differing_only_in_format(patients: list[str]) -> list[list[str]]:
+    """Groups of distinct patient ids that are one id written differently ('1', '1.0', '01'), in
+    order of first appearance. Curation keeps them apart, as written: they may be one patient,
+    whose images the split could then put on both sides."""
+    forms: dict[str, set[str]] = {}
+    for patient in patients:
+        forms.setdefault(patient_id_form(patient), set()).add(patient)
+    return [sorted(ids) for ids in forms.values() if len(ids) > 1]
+
+
 def image_row(row: dict, spec: dict, rules: Rules) -> dict:
     """The curated image list's row of a kept record (IMAGE_COLUMNS)."""
     info = row["info"]
@@ -269,6 +293,7 @@ def curate(
     unique, duplicates = drop_duplicates(decoded)
     included: list[dict] = []
     kept: dict[str, int] = {}
+    look_alike: dict[str, list[list[str]]] = {}
     for name, spec in sources.items():
         flow = flows[name]
         rows = flow.take(
@@ -281,6 +306,16 @@ def curate(
             rows = flow.take(f"sampled {sample}", *sample_rows(rows, sample, seed))
         included.extend(image_row(row, spec, rules) for row in rows)
         kept[name] = len(rows)
+        look_alike[name] = ids_differing_only_in_format([row["patient"] for row in rows])
+        for ids in look_alike[name]:
+            log.warning(
+                "source %s: patient ids %s differ only in format; they are kept as %d patients, "
+                "so if they are one patient the images can fall in different splits (a leak). "
+                "Write the id one way in the source's metadata",
+                name,
+                ", ".join(map(repr, ids)),
+                len(ids),
+            )
         log.info("source %s: %d included, %d excluded", name, len(rows), len(flow.excluded))
     excluded = [row for flow in flows.values() for row in flow.excluded]
     note_excluded_originals(excluded)  # the kept copy may be of another source
@@ -289,6 +324,7 @@ def curate(
             "total": totals[name],
             "included": kept[name],
             "excluded": len(flow.excluded),
+            "patient_ids_differing_only_in_format": sum(map(len, look_alike[name])),
             "steps": flow.steps,
         }
         for name, flow in flows.items()
@@ -306,6 +342,9 @@ def curate(
         "excluded": len(exclusions),
         "excluded_by_reason": _count(exclusions["reason"]),
         "included_by_label": _count(images["label"]),
+        "patient_ids_differing_only_in_format": sum(
+            f["patient_ids_differing_only_in_format"] for f in per_source.values()
+        ),
     }
     return images, exclusions, flow
 

@@ -113,6 +113,44 @@ def test_each_check_names_its_key(changes, message):
         check(config)
 
 
+@pytest.mark.parametrize(
+    "pattern, message",
+    [
+        ("(IM-", "is not a valid regular expression"),
+        (r"IM-\d{4}", "needs a (group) for the patient key"),
+        (r"(\d*)_", "can match the empty string"),
+        (r"(IM-\d{4}|)", "can match the empty string"),
+        (r"(?:NORMAL2-)?(\d{0,4})", "can match the empty string"),
+        (r"((?=IM))", "can match the empty string"),
+        (r"(IM-\d{4})?", "may take no part in a match"),
+        (r"(?:(IM-\d{4})|x)", "may take no part in a match"),
+        (r"(?:x(IM-\d+))*", "may take no part in a match"),
+        (r"(?!(IM-\d+))", "may take no part in a match"),
+    ],
+)
+def test_a_patient_pattern_that_can_give_an_empty_key_is_refused(pattern, message):
+    # Such a pattern gives files the key None or '': all of them one patient, or no patient.
+    config = changed(
+        resolve(repo_config()), {"datasets.synthetic.sources.kermany.patient_pattern": pattern}
+    )
+    with pytest.raises(ConfigError) as error:
+        check(config)
+    assert str(error.value).startswith(f"sources.kermany.patient_pattern {pattern!r}")
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [r"(?:NORMAL2-)?(IM-\d{4})", r"^(\d{8})_\d{3}", r"(.+?)_", r"(?P<key>p\d+)", r"(?=(IM-\d))",
+     r"(?>(IM-\d+))", r"(x|y)(z)?", r"(?:a|b)(IM-\d{1,4})+"],
+)  # fmt: skip
+def test_patient_patterns_whose_key_is_never_empty_pass(pattern):
+    config = changed(
+        resolve(repo_config()), {"datasets.synthetic.sources.kermany.patient_pattern": pattern}
+    )
+    check(config)
+
+
 def test_load_runs_what_the_workflow_runs():
     config = changed(repo_config(), {"dataset": "article_local", "evaluation.bootstrap": DELETE})
     loaded, protocols = load(config, {"training": {"epochs": 3}}, SCHEMA)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from re import _parser  # the parse tree re compiles from (sre_parse before 3.11)
 from typing import Any
@@ -38,17 +39,65 @@ def resolve(config: dict) -> dict:
     return deep_merge(config, datasets[name].get("overrides") or {})
 
 
+def user_settings(
+    configfiles: Sequence[str | os.PathLike],
+    config: Mapping[str, Any],
+    defaults: Sequence[str | os.PathLike],
+) -> dict:
+    """What the user wrote on the command line, as Snakemake merges it: each of `configfiles`
+    (--configfile) in turn, then `config` (--config) over them. A file of `defaults` (the
+    workflow's own config.yaml, also when named with --configfile to run elsewhere) is skipped:
+    it holds the defaults that a dataset's overrides replace, not the user's settings."""
+    from snakemake.common.configfile import load_configfile
+    from snakemake.utils import update_config
+
+    own = {Path(path).resolve() for path in defaults}
+    settings: dict = {}
+    for path in configfiles:
+        if Path(path).resolve() not in own:
+            update_config(settings, load_configfile(str(path)))
+    update_config(settings, copy.deepcopy(dict(config)))
+    return settings
+
+
+def replaced_overrides(config: dict, overrides: dict) -> list[str]:
+    """The chosen dataset's overrides that the user's settings `overrides` replace, one line
+    each ('training.epochs: 5 (your setting) over 25 (dataset article_local's overrides)'),
+    so that a run says which of its settings are not the dataset's."""
+    name = config.get("dataset")
+    dataset = (config.get("datasets") or {}).get(name) or {}
+    theirs = _leaves(dataset.get("overrides") or {})
+    yours = _leaves(overrides)
+    return [
+        f"{key}: {yours[key]!r} (your setting) over {value!r} (dataset {name}'s overrides)"
+        for key, value in theirs.items()
+        if key in yours and yours[key] != value
+    ]
+
+
+def _leaves(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested settings as {'training.epochs': 5, ...}."""
+    leaves: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            leaves.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            leaves[f"{prefix}{key}"] = value
+    return leaves
+
+
 def load(
     config: dict, overrides: dict, schema: str | os.PathLike
 ) -> tuple[dict, dict[str, Protocol]]:
     """What the workflow makes of its config before any job: the chosen dataset's overrides
-    merged in, the user's --config `overrides` over them, the JSON `schema` checked (its
-    defaults filled in), the cross-field checks; returns (config, protocols to run). A bad
-    setting raises ConfigError naming its key."""
+    merged in, the user's own settings `overrides` (--configfile files and --config, see
+    user_settings) over them, the JSON `schema` checked (its defaults filled in), the
+    cross-field checks; returns (config, protocols to run). A bad setting raises ConfigError
+    naming its key."""
     from snakemake.utils import update_config
 
     resolved = resolve(config)
-    # A dataset's overrides set its defaults; what the user passes with --config still wins.
+    # A dataset's overrides set its defaults; what the user wrote still wins.
     update_config(resolved, copy.deepcopy(overrides))
     validate_schema(resolved, schema)
     check(resolved)

@@ -8,16 +8,29 @@ from cxr import config as cxr_config  # noqa: E402
 from cxr.errors import CxrError  # noqa: E402
 from cxr.protocols import RUN_NAME  # noqa: E402
 
-# The dataset's overrides, then --config over them, the schema (defaults filled in), the
-# cross-field checks: a bad setting stops here, before any job, naming its key.
+# The dataset's overrides, then what the user wrote over them (--configfile files, then
+# --config; the workflow's own config.yaml holds defaults, wherever it is given from), the
+# schema (defaults filled in), the cross-field checks: a bad setting stops here, before any
+# job, naming its key.
+cli_files = list(workflow.config_settings.configfiles)
+user_settings = cxr_config.user_settings(
+    cli_files,
+    workflow.config_settings.config,
+    defaults=[
+        Path(workflow.basedir) / "config.yaml",
+        *(path for path in workflow.configfiles if path not in cli_files),
+    ],
+)
 try:
     resolved, PROTOCOLS = cxr_config.load(
         config,
-        dict(workflow.config_settings.config),
+        user_settings,
         schema=Path(workflow.basedir) / "rules" / "config.schema.yaml",
     )
 except CxrError as error:
     raise WorkflowError(str(error))
+for line in cxr_config.replaced_overrides(config, user_settings):
+    logger.info(line)
 config.update(resolved)
 
 DATASET = cxr_config.dataset(config)

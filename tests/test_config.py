@@ -4,13 +4,15 @@ that names its key (the workflow runs the same sequence, cxr.config.load, in rul
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import REPO
-from cxr.config import check, load, resolve, sources_at
+from cxr.config import check, load, replaced_overrides, resolve, sources_at, user_settings
 from cxr.errors import ConfigError
 
 SCHEMA = REPO / "rules" / "config.schema.yaml"
@@ -113,6 +115,44 @@ def test_each_check_names_its_key(changes, message):
         check(config)
 
 
+@pytest.mark.parametrize(
+    "pattern, message",
+    [
+        ("(IM-", "is not a valid regular expression"),
+        (r"IM-\d{4}", "needs a (group) for the patient key"),
+        (r"(\d*)_", "can match the empty string"),
+        (r"(IM-\d{4}|)", "can match the empty string"),
+        (r"(?:NORMAL2-)?(\d{0,4})", "can match the empty string"),
+        (r"((?=IM))", "can match the empty string"),
+        (r"(IM-\d{4})?", "may take no part in a match"),
+        (r"(?:(IM-\d{4})|x)", "may take no part in a match"),
+        (r"(?:x(IM-\d+))*", "may take no part in a match"),
+        (r"(?!(IM-\d+))", "may take no part in a match"),
+    ],
+)
+def test_a_patient_pattern_that_can_give_an_empty_key_is_refused(pattern, message):
+    # Such a pattern gives files the key None or '': all of them one patient, or no patient.
+    config = changed(
+        resolve(repo_config()), {"datasets.synthetic.sources.kermany.patient_pattern": pattern}
+    )
+    with pytest.raises(ConfigError) as error:
+        check(config)
+    assert str(error.value).startswith(f"sources.kermany.patient_pattern {pattern!r}")
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [r"(?:NORMAL2-)?(IM-\d{4})", r"^(\d{8})_\d{3}", r"(.+?)_", r"(?P<key>p\d+)", r"(?=(IM-\d))",
+     r"(?>(IM-\d+))", r"(x|y)(z)?", r"(?:a|b)(IM-\d{1,4})+"],
+)  # fmt: skip
+def test_patient_patterns_whose_key_is_never_empty_pass(pattern):
+    config = changed(
+        resolve(repo_config()), {"datasets.synthetic.sources.kermany.patient_pattern": pattern}
+    )
+    check(config)
+
+
 def test_load_runs_what_the_workflow_runs():
     config = changed(repo_config(), {"dataset": "article_local", "evaluation.bootstrap": DELETE})
     loaded, protocols = load(config, {"training": {"epochs": 3}}, SCHEMA)
@@ -120,6 +160,96 @@ def test_load_runs_what_the_workflow_runs():
     assert loaded["training"]["image_size"] == 224  # the dataset's override
     assert loaded["evaluation"]["bootstrap"] == 1000  # the schema's default
     assert list(protocols) == ["article", "patient", "no_marks", "learning_curve"]
+
+
+def _write(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_user_settings_are_the_users_configfiles_then_config(tmp_path):
+    # The workflow's own config.yaml holds defaults, even when given with --configfile (as one
+    # must when running in another directory); the user's files merge in order, --config last.
+    first = _write(tmp_path / "a.yaml", {"dataset": "article_local", "training": {"epochs": 5}})
+    second = _write(tmp_path / "b.yaml", {"training": {"seeds": [0], "epochs": 6}})
+    settings = user_settings(
+        [REPO / "config.yaml", first, second],
+        {"training": {"epochs": 7}},
+        defaults=[REPO / "config.yaml", "config.yaml"],
+    )
+    assert settings == {"dataset": "article_local", "training": {"epochs": 7, "seeds": [0]}}
+    assert user_settings([REPO / "config.yaml"], {}, defaults=[REPO / "config.yaml"]) == {}
+
+
+def test_a_users_configfile_wins_over_the_datasets_overrides(tmp_path):
+    # The issue's case: {dataset: article_local, training: {epochs: 5}} ended with 25 epochs.
+    user = _write(tmp_path / "user.yaml", {"dataset": "article_local", "training": {"epochs": 5}})
+    config = repo_config() | {"dataset": "article_local"}  # as Snakemake merged it
+    config["training"] = {**config["training"], "epochs": 5}
+    settings = user_settings([REPO / "config.yaml", user], {}, defaults=[REPO / "config.yaml"])
+    loaded, _ = load(config, settings, SCHEMA)
+    assert loaded["training"]["epochs"] == 5
+    assert loaded["training"]["image_size"] == 224  # the dataset's overrides fill in the rest
+    assert loaded["training"]["seeds"] == [0, 1, 2]
+    assert replaced_overrides(config, settings) == [
+        "training.epochs: 5 (your setting) over 25 (dataset article_local's overrides)"
+    ]
+
+
+def _dry_run(tmp_path: Path, *args: str) -> str:
+    """`snakemake -n` of the repository's Snakefile in tmp_path; its output (must succeed)."""
+    snakemake = Path(sys.executable).parent / "snakemake"
+    command = [snakemake, "-n", "-s", REPO / "Snakefile", "--directory", tmp_path, *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    return output
+
+
+@pytest.fixture
+def article_roots(tmp_path) -> Path:
+    """A file pointing article_local's sources at empty folders (a dry run needs them only to
+    exist), and overrides that run the article protocol, which the user may turn off."""
+    sources = {}
+    for name in ("covid", "kermany", "nih"):
+        (tmp_path / name).mkdir()
+        sources[name] = {"root": str(tmp_path / name)}
+    overrides = {"protocols": {"run": ["article", "patient"]}}
+    return _write(
+        tmp_path / "roots.yaml",
+        {"datasets": {"article_local": {"sources": sources, "overrides": overrides}}},
+    )
+
+
+def _jobs(output: str) -> set[str]:
+    """Paths of the dry run's jobs' outputs under results/."""
+    return set(re.findall(r"results/[^\s,]+", output))
+
+
+def test_a_dry_run_keeps_what_the_user_wrote_in_a_configfile(tmp_path, article_roots):
+    user = _write(
+        tmp_path / "user.yaml",
+        {"dataset": "article_local", "training": {"epochs": 5, "seeds": [0]},
+         "protocols": {"run": ["patient"]}},
+    )  # fmt: skip
+    output = _dry_run(tmp_path, "--configfile", REPO / "config.yaml", article_roots, user)
+    assert "training.epochs: 5 (your setting) over 25 (dataset article_local's overrides)" in output
+    jobs = _jobs(output)
+    assert "results/patient/models/DenseNet121/seed0/model.keras" in jobs
+    assert not [j for j in jobs if "seed1" in j or "seed2" in j]  # the dataset says [0, 1, 2]
+    assert not [j for j in jobs if j.startswith("results/article/")]
+
+
+def test_a_dry_run_keeps_what_the_user_wrote_with_config(tmp_path, article_roots):
+    # --config turns nested numbers into strings; a list of names is what it can set.
+    output = _dry_run(
+        tmp_path, "--configfile", REPO / "config.yaml", article_roots,
+        "--config", "dataset=article_local", "protocols={run: [patient]}",
+    )  # fmt: skip
+    assert "protocols.run: ['patient'] (your setting) over ['article', 'patient']" in output
+    jobs = _jobs(output)
+    assert "results/patient/splits/splits.csv" in jobs
+    assert not [j for j in jobs if j.startswith("results/article/")]
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,15 @@ import pytest
 from PIL import Image
 
 from conftest import synthetic_sources
-from cxr.curate import Flow, Rules, check_classes, curate, drop_duplicates, sample_rows
+from cxr.curate import (
+    Flow,
+    Rules,
+    check_classes,
+    curate,
+    drop_duplicates,
+    patient_id_form,
+    sample_rows,
+)
 from cxr.errors import DataError
 from cxr.images import ImageRejected, load_image, resolve_inside
 
@@ -69,24 +77,123 @@ def test_empty_class_error_names_the_rule(synthetic_root):
         check_classes(images, exclusions, ["covid", "normal"])
 
 
-def _rows(source: str, files_and_hashes: list[tuple[str, str]]) -> list[dict]:
+def _rows(source: str, files_and_hashes: list[tuple[str, str]], label="normal") -> list[dict]:
     return [
-        {"record": f, "source": source, "file": f, "patient": f"{source}:{f}", "label": "normal",
+        {"record": f, "source": source, "file": f, "patient": f"{source}:{f}", "label": label,
          "info": SimpleNamespace(pixel_sha256=h)}
         for f, h in files_and_hashes
     ]  # fmt: skip
 
 
 def test_duplicates_keep_the_first_image_seen_across_sources():
-    seen = {"h2": "covid/images/first.png"}  # a pixel hash of an earlier source
-    unique, dropped = drop_duplicates(_rows("nih", [("x.png", "h1"), ("y.png", "h2"),
-                                                    ("z.png", "h1")]), seen)  # fmt: skip
-    assert [r["file"] for r in unique] == ["x.png"]
-    assert [(d["file"], d["step"], d["detail"]) for d in dropped] == [
-        ("y.png", "duplicates", "same pixels as covid/images/first.png"),
-        ("z.png", "duplicates", "same pixels as nih/x.png"),
+    rows = _rows("covid", [("first.png", "h2")]) + _rows(
+        "nih", [("x.png", "h1"), ("y.png", "h2"), ("z.png", "h1")]
+    )
+    unique, dropped = drop_duplicates(rows)
+    assert [r["file"] for r in unique] == ["first.png", "x.png"]
+    assert [(d["file"], d["step"], d["reason"], d["detail"]) for d in dropped] == [
+        ("y.png", "duplicates", "duplicate image", "same pixels as covid/first.png"),
+        ("z.png", "duplicates", "duplicate image", "same pixels as nih/x.png"),
     ]
-    assert seen == {"h2": "covid/images/first.png", "h1": "nih/x.png"}
+
+
+def test_same_pixels_under_two_labels_is_a_label_conflict_and_excludes_all_copies():
+    covid = _rows("covid", [("a.png", "h1"), ("b.png", "h2")], label="covid")
+    normal = _rows("kermany", [("c.jpeg", "h1"), ("d.jpeg", "h1"), ("e.jpeg", "h3")])
+    unique, dropped = drop_duplicates(covid + normal)
+    assert [r["file"] for r in unique] == ["b.png", "e.jpeg"]
+    assert [(d["file"], d["reason"], d["detail"]) for d in dropped] == [
+        ("a.png", "label conflict", "same pixels as kermany/c.jpeg, labelled 'normal'"),
+        ("c.jpeg", "label conflict", "same pixels as covid/a.png, labelled 'covid'"),
+        ("d.jpeg", "label conflict", "same pixels as covid/a.png, labelled 'covid'"),
+    ]
+
+
+def _folder(root, files: dict[str, int]) -> None:
+    """Images named as given, each of the pixels of its seed (equal seeds, equal pixels)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name, seed in files.items():
+        pixels = np.random.default_rng(seed).integers(0, 255, (40, 40), np.uint8)
+        Image.fromarray(pixels).save(root / name)
+
+
+def _folder_source(root, label: str, **spec) -> dict:
+    return {"kind": "folder", "root": str(root), "label": label, "patient_pattern": r"(p\d+)",
+            **spec}  # fmt: skip
+
+
+def test_label_conflicts_across_sources_are_logged_and_counted(tmp_path):
+    _folder(tmp_path / "pos", {"p1.png": 1, "p2.png": 2})
+    _folder(tmp_path / "neg", {"p7.png": 7, "p8.png": 1, "p9.png": 9})
+    sources = {"pos": _folder_source(tmp_path / "pos", "covid"),
+               "neg": _folder_source(tmp_path / "neg", "normal")}  # fmt: skip
+    images, exclusions, flow = curate(sources, Rules(min_side=8), seed=0)
+    assert sorted(images["id"]) == ["neg/p7.png", "neg/p9.png", "pos/p2.png"]
+    conflicts = exclusions[exclusions["reason"] == "label conflict"]
+    assert dict(zip(conflicts["file"], conflicts["detail"], strict=True)) == {
+        "p1.png": "same pixels as neg/p8.png, labelled 'normal'",
+        "p8.png": "same pixels as pos/p1.png, labelled 'covid'",
+    }
+    assert flow["excluded_by_reason"] == {"label conflict": 2}
+    for name in sources:
+        step = flow["sources"][name]["steps"][-1]
+        assert step == {"step": "unique pixels", "remaining": 2 if name == "neg" else 1,
+                        "removed": {"label conflict": 1}}  # fmt: skip
+
+
+def test_a_duplicate_of_an_image_that_is_not_sampled_says_so(tmp_path):
+    # Duplicates are decided among all decoded images, then the sample is drawn from the unique
+    # ones (the article's 70 of 116 Kermany images). A copy of an image the sample leaves out
+    # names it and its own exclusion, never an image as if it were in the data.
+    files = {f"p{i}.png": i for i in range(1, 7)} | {"p1 (1).png": 1}
+    _folder(tmp_path / "neg", files)
+    _folder(tmp_path / "pos", {"p9.png": 9})
+    sources = {"pos": _folder_source(tmp_path / "pos", "covid"),
+               "neg": _folder_source(tmp_path / "neg", "normal", sample=2)}  # fmt: skip
+    original_sampled = set()
+    for seed in range(4):
+        images, exclusions, _ = curate(sources, Rules(min_side=8), seed=seed)
+        log = exclusions.set_index("file")
+        assert log.loc["p1 (1).png", "reason"] == "duplicate image"
+        original_sampled.add("neg/p1.png" in set(images["id"]))
+        if "neg/p1.png" in set(images["id"]):
+            assert log.loc["p1 (1).png", "detail"] == "same pixels as neg/p1.png"
+        else:
+            assert log.loc["p1.png", "reason"] == "not sampled"
+            assert log.loc["p1 (1).png", "detail"] == (
+                f"same pixels as neg/p1.png, itself excluded: not sampled (2 of 6, seed {seed})"
+            )
+    assert original_sampled == {True, False}  # the seeds cover both cases
+
+
+def test_patient_ids_differing_only_in_format_are_warned_and_counted(tmp_path, caplog):
+    # '1', '1.0' and '01' are three patients to the split, which may be one patient three times:
+    # kept as written (no guessing), but logged and counted, since it can leak across splits.
+    root = tmp_path / "covid"
+    ids = ["1", "1.0", "01", " 2", "P3", "p3", "10", "1.5", "IM-0004", "IM-4"]
+    _folder(root / "images", {f"{i}.png": i for i in range(len(ids))})
+    rows = [f"{pid},COVID-19,PA,X-ray,{i}.png" for i, pid in enumerate(ids)]
+    (root / "metadata.csv").write_text(
+        "patientid,finding,view,modality,filename\n" + "\n".join(rows) + "\n"
+    )
+    sources = {"covid": {"kind": "ieee8023", "root": str(root), "label": "covid"}}
+    with caplog.at_level("WARNING", logger="cxr.curate"):
+        images, _, flow = curate(sources, Rules(min_side=8), seed=0)
+    assert images["patient"].nunique() == len(ids)  # kept apart, as written
+    assert flow["sources"]["covid"]["patient_ids_differing_only_in_format"] == 7
+    assert flow["patient_ids_differing_only_in_format"] == 7
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 3, warnings
+    assert "'covid:01', 'covid:1', 'covid:1.0'" in warnings[0]
+    assert "'covid:P3', 'covid:p3'" in warnings[1]
+    assert "'covid:IM-0004', 'covid:IM-4'" in warnings[2]
+    assert "different splits" in warnings[0]
+
+
+def test_patient_id_form_takes_out_formatting_only():
+    assert {patient_id_form(p) for p in ["c:1", "c:01", "c:1.0", "c:1.000", " c:1 "]} == {"c:1"}
+    assert len({patient_id_form(p) for p in ["c:1", "c:10", "c:1.5", "c:1.05", "c:11"]}) == 5
+    assert patient_id_form("c:IM-0019") == patient_id_form("C:im-19")
 
 
 def test_sampling_keeps_listing_order_and_logs_the_rest():

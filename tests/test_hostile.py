@@ -142,6 +142,21 @@ def test_every_input_is_accounted_for_with_a_reason(hostile):
     assert "multi\nline" in images.set_index("file").loc["images/ok.png", "notes"]
 
 
+@pytest.mark.parametrize("pattern", [r"(IM-\d{4})?", r"(\d*)", r"(?:(IM-\d{4})|\.png)", r"( *)I"])
+def test_a_file_whose_patient_key_comes_out_empty_is_excluded(tmp_path, pattern):
+    # The config check refuses such patterns; curation still never keys a file None or ''.
+    for name, seed in [("IM-0001-0001.png", 1), ("x.png", 2), ("IM-0002-0001.png", 3)]:
+        gray(tmp_path / name, seed=seed)
+    sources = {"normal": {"kind": "folder", "root": str(tmp_path), "label": "normal",
+                          "patient_pattern": pattern}}  # fmt: skip
+    images, exclusions, _ = curate(sources, Rules(), seed=0)
+    keys = set(images["patient"])
+    assert not keys & {"normal:", "normal:None", "normal: "}, keys
+    assert len(images) + len(exclusions) == 3
+    no_key = exclusions[exclusions["reason"].str.startswith("no patient key in file name")]
+    assert len(no_key) == 3 - len(images) >= 1
+
+
 def bad_config(overrides: dict) -> dict:
     """config.yaml with dotted keys set to the given values."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())

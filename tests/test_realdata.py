@@ -38,6 +38,12 @@ def test_curation_counts_match_the_article(curated):
         (exclusions["source"] == "kermany") & (exclusions["reason"] == "duplicate image")
     ]
     assert sorted(dupes["file"]) == ["IM-0019-0001 (1).jpeg", "NORMAL2-IM-1427-0001 (1).jpeg"]
+    # The sample leaves IM-0019-0001.jpeg out: its copy's log says so instead of naming an image
+    # as if it were in the data.
+    assert dupes.set_index("file").loc["IM-0019-0001 (1).jpeg", "detail"] == (
+        "same pixels as kermany/IM-0019-0001.jpeg, itself excluded: not sampled (70 of 116, "
+        "seed 2020)"
+    )
     assert (exclusions["reason"] == "not sampled").sum() == 46
     # 146 metadata rows + 4 orphan image files + 118 + 121 NIH files.
     assert flow["total"] == 146 + 4 + 118 + 121

@@ -520,3 +520,98 @@ def test_checklist_has_every_claim_item_and_valid_links(context, page):
     by_item = {r["item"]: r for r in rows}
     assert by_item[31]["status"] == "not met"  # no saliency maps yet
     assert by_item[32]["status"] == "met"  # an external source was evaluated
+
+
+@pytest.fixture(scope="module")
+def troubled(tmp_path_factory) -> dict:
+    """Curation of three small folder sources: a label conflict between the two training ones
+    (the same pixels as covid and as normal), and an external source whose every file is
+    excluded; the data section's context of it."""
+    from cxr.report import data
+
+    root = tmp_path_factory.mktemp("troubled")
+    seeds = {"pos": range(1, 4), "neg": [1, 12, 13]}  # neg/p1 has pos/p1's pixels
+    for name, values in seeds.items():
+        (root / name).mkdir()
+        for i, seed in enumerate(values, start=1):
+            pixels = np.random.default_rng(seed).integers(0, 255, (40, 40), np.uint8)
+            Image.fromarray(pixels).save(root / name / f"p{i}.png")
+    (root / "ext").mkdir()
+    (root / "ext/p1.png").write_text("not an image")
+    (root / "ext/p2.png").write_bytes(b"")
+    (root / "ext/notes.txt").write_text("a stray file")
+
+    def source(name, label, role="train"):
+        return {"kind": "folder", "root": str(root / name), "label": label, "role": role,
+                "patient_pattern": r"(p\d+)"}  # fmt: skip
+
+    sources = {"pos": source("pos", "covid"), "neg": source("neg", "normal"),
+               "ext": source("ext", "normal", "external")}  # fmt: skip
+    images, exclusions, flow = curate(sources, Rules(min_side=8), seed=0)
+    splits = images[["id", "patient", "source", "label", "y"]].assign(split="train")
+    ctx = data.context(
+        sources=sources, flow=flow, exclusions=exclusions, images=images, splits=splits,
+        split_summary={"method": "patient", "fractions": FRACTIONS}, positive="covid",
+        image_root=root, max_pixels=50_000_000,
+    )  # fmt: skip
+    return {"context": ctx, "exclusions": exclusions}
+
+
+def _render(template: str, context: dict) -> str:
+    return report.environment(TEMPLATES).get_template(template).render(**context)
+
+
+def test_label_conflicts_are_counted_in_the_data_section(troubled):
+    ctx = troubled["context"]
+    assert [(c["source"], c["file"], c["label"]) for c in ctx["label_conflicts"]] == [
+        ("pos", "p1.png", "covid"), ("neg", "p1.png", "normal")
+    ]  # fmt: skip
+    leakage = {"overlap": {"patients_in_several_splits": 0}}
+    text = _text(_render("data.html.j2", ctx | {"leakage": leakage, "labels": LABELS}))
+    assert (
+        "2 images were excluded as label conflicts: the same pixels under two labels, so "
+        "neither label can be trusted." in text
+    )
+    assert "pos p1.png covid same pixels as neg/p1.png, labelled 'normal'" in text
+
+
+def test_an_empty_external_source_says_it_was_configured_and_why_it_is_empty(troubled):
+    ctx = troubled["context"]
+    assert ctx["empty_sources"] == [
+        {"name": "ext", "role": "external", "label": "normal", "total": 3,
+         "reasons": "empty file 1, not an image 1, not an image file name (.txt) 1"}
+    ]  # fmt: skip
+    expected = (
+        "Source ext (external, normal) was configured, but none of its 3 input files or rows "
+        "was usable: empty file 1, not an image 1, not an image file name (.txt) 1."
+    )
+    leakage = {"overlap": {"patients_in_several_splits": 0}}
+    assert expected in _text(_render("data.html.j2", ctx | {"leakage": leakage, "labels": LABELS}))
+    summary = {
+        "classes": [], "external_counts": None, "sources": ctx["sources"], "dataset": "x",
+        "weights": {"values": ["none"], "random": False}, "conclusion": [], "headline": [],
+        "primary": "patient", "small": {"n": 0, "n_patients": 0}, "verdicts": [],
+        "labels": LABELS, "empty_sources": ctx["empty_sources"],
+    }  # fmt: skip
+    text = _text(_render("summary.html.j2", summary))
+    assert "no external test: the external source ext was configured, but none of its 3 " in text
+    assert "no external source" not in text
+
+
+def test_results_and_reproduction_name_the_empty_external_source(troubled):
+    empty = troubled["context"]["empty_sources"]
+    table = {"columns": [], "rows": []}
+    results = {"metric_table": table, "seed_spread": table, "per_source": [], "external": [],
+               "runs": [], "labels": LABELS, "empty_sources": empty}  # fmt: skip
+    text = _text(_render("results.html.j2", results))
+    assert "No external test: the external source ext was configured, but curation kept" in text
+    assert "has no external source" not in text
+    metric = {"name": "accuracy", "article": "", "primary": "", "optimism": ""}
+    row = {"arch": "MobileNet", "article_run": "seed0", "primary_run": "seed0", "external": [],
+           "metrics": [metric]}  # fmt: skip
+    reproduction = {"protocols": [], "primary": "patient", "labels": LABELS,
+                    "empty_sources": empty, "reproduction": {
+                        "article_ran": True, "article_leakage": None, "primary": "patient",
+                        "rows": [row]}}  # fmt: skip
+    text = _text(_render("reproduction.html.j2", reproduction))
+    assert "ext: configured, no usable image (see Data)" in text

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import copy
 import os
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from re import _parser  # the parse tree re compiles from (sre_parse before 3.11)
 from typing import Any
 
 from cxr.architectures import check_architectures
@@ -36,17 +39,65 @@ def resolve(config: dict) -> dict:
     return deep_merge(config, datasets[name].get("overrides") or {})
 
 
+def user_settings(
+    configfiles: Sequence[str | os.PathLike],
+    config: Mapping[str, Any],
+    defaults: Sequence[str | os.PathLike],
+) -> dict:
+    """What the user wrote on the command line, as Snakemake merges it: each of `configfiles`
+    (--configfile) in turn, then `config` (--config) over them. A file of `defaults` (the
+    workflow's own config.yaml, also when named with --configfile to run elsewhere) is skipped:
+    it holds the defaults that a dataset's overrides replace, not the user's settings."""
+    from snakemake.common.configfile import load_configfile
+    from snakemake.utils import update_config
+
+    own = {Path(path).resolve() for path in defaults}
+    settings: dict = {}
+    for path in configfiles:
+        if Path(path).resolve() not in own:
+            update_config(settings, load_configfile(str(path)))
+    update_config(settings, copy.deepcopy(dict(config)))
+    return settings
+
+
+def replaced_overrides(config: dict, overrides: dict) -> list[str]:
+    """The chosen dataset's overrides that the user's settings `overrides` replace, one line
+    each ('training.epochs: 5 (your setting) over 25 (dataset article_local's overrides)'),
+    so that a run says which of its settings are not the dataset's."""
+    name = config.get("dataset")
+    dataset = (config.get("datasets") or {}).get(name) or {}
+    theirs = _leaves(dataset.get("overrides") or {})
+    yours = _leaves(overrides)
+    return [
+        f"{key}: {yours[key]!r} (your setting) over {value!r} (dataset {name}'s overrides)"
+        for key, value in theirs.items()
+        if key in yours and yours[key] != value
+    ]
+
+
+def _leaves(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested settings as {'training.epochs': 5, ...}."""
+    leaves: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            leaves.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            leaves[f"{prefix}{key}"] = value
+    return leaves
+
+
 def load(
     config: dict, overrides: dict, schema: str | os.PathLike
 ) -> tuple[dict, dict[str, Protocol]]:
     """What the workflow makes of its config before any job: the chosen dataset's overrides
-    merged in, the user's --config `overrides` over them, the JSON `schema` checked (its
-    defaults filled in), the cross-field checks; returns (config, protocols to run). A bad
-    setting raises ConfigError naming its key."""
+    merged in, the user's own settings `overrides` (--configfile files and --config, see
+    user_settings) over them, the JSON `schema` checked (its defaults filled in), the
+    cross-field checks; returns (config, protocols to run). A bad setting raises ConfigError
+    naming its key."""
     from snakemake.utils import update_config
 
     resolved = resolve(config)
-    # A dataset's overrides set its defaults; what the user passes with --config still wins.
+    # A dataset's overrides set its defaults; what the user wrote still wins.
     update_config(resolved, copy.deepcopy(overrides))
     validate_schema(resolved, schema)
     check(resolved)
@@ -103,14 +154,72 @@ def check(config: dict) -> None:
                 f"sources.{name}.label {spec['label']!r} is neither labels.positive nor "
                 f"labels.negative ({sorted(labels)})"
             )
-        if spec["kind"] == "folder" and "patient_pattern" not in spec:
-            raise ConfigError(f"sources.{name}: a folder source needs patient_pattern")
+        if spec["kind"] == "folder":
+            if "patient_pattern" not in spec:
+                raise ConfigError(f"sources.{name}: a folder source needs patient_pattern")
+            check_patient_pattern(name, spec["patient_pattern"])
     trained = {s["label"] for s in sources.values() if s.get("role", "train") == "train"}
     if trained != labels:
         raise ConfigError(
             f"dataset {config['dataset']!r} must have a training source for each label "
             f"{sorted(labels)}; it has {sorted(trained)}"
         )
+
+
+def check_patient_pattern(name: str, pattern: str) -> None:
+    """A folder source's patient key is the first group of `patient_pattern` in each file name:
+    the pattern must compile, and its first group must take part in every match and match at
+    least one character, else files get the key None or '' (all one patient, or none)."""
+    where = f"sources.{name}.patient_pattern {pattern!r}"
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(f"{where} is not a valid regular expression: {exc}") from None
+    if compiled.groups < 1:
+        raise ConfigError(f"{where} needs a (group) for the patient key, e.g. '(IM-\\d{{4}})'")
+    problem = _first_group_problem(_parser.parse(pattern), required=True)
+    if problem:
+        raise ConfigError(
+            f"{where}: its first group, the patient key, {problem}, which gives files an empty "
+            "key; make the group match at least one character and take it out of ?, *, | and "
+            "negative lookarounds"
+        )
+
+
+def _first_group_problem(tree: Any, required: bool) -> str | None:
+    """Walk the parse tree of a pattern to group 1: why it can give an empty key ('' if it
+    cannot), or None if group 1 is not under `tree`. `required`: `tree` takes part in every
+    match of the pattern."""
+    for op, arg in tree:
+        if op is _parser.SUBPATTERN:
+            group, _, _, inner = arg
+            if group == 1:
+                if not required:
+                    return "may take no part in a match"
+                return "can match the empty string" if inner.getwidth()[0] == 0 else ""
+            found = _first_group_problem(inner, required)
+        elif op in (_parser.MAX_REPEAT, _parser.MIN_REPEAT, _parser.POSSESSIVE_REPEAT):
+            low, _, inner = arg
+            found = _first_group_problem(inner, required and low >= 1)
+        elif op is _parser.BRANCH:
+            found = next(
+                (f for b in arg[1] if (f := _first_group_problem(b, False)) is not None), None
+            )
+        elif op in (_parser.ASSERT, _parser.ASSERT_NOT):
+            found = _first_group_problem(arg[1], required and op is _parser.ASSERT)
+        elif op is _parser.ATOMIC_GROUP:
+            found = _first_group_problem(arg, required)
+        elif op is _parser.GROUPREF_EXISTS:
+            _, yes, no = arg
+            branches = [yes] if no is None else [yes, no]
+            found = next(
+                (f for b in branches if (f := _first_group_problem(b, False)) is not None), None
+            )
+        else:
+            continue
+        if found is not None:
+            return found
+    return None
 
 
 def dataset(config: dict) -> dict[str, Any]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,19 +164,46 @@ def decode_images(
     return decoded, dropped
 
 
-def drop_duplicates(rows: list[dict], seen: dict[str, str]) -> tuple[list[dict], list[dict]]:
-    """Step 4: exact duplicates by decoded pixels, across all sources (the first one wins);
-    `seen` maps the pixel hashes of earlier sources to their image ids and is updated."""
+def drop_duplicates(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Step 4: exact duplicates by decoded pixels among the decoded images of all sources (`rows`
+    in source order). Copies under one label: the first is kept, each other is a `duplicate
+    image` naming it (and carries its id in `duplicate_of`, not a log column). Copies under two
+    labels: no label can be trusted, so every copy is a `label conflict` naming the first copy
+    of another label."""
+    copies: dict[str, list[dict]] = {}
+    for row in rows:
+        copies.setdefault(row["info"].pixel_sha256, []).append(row)
     unique, dropped = [], []
     for row in rows:
-        digest = row["info"].pixel_sha256
-        if digest in seen:
-            detail = f"same pixels as {seen[digest]}"
-            dropped.append(exclusion(row, "duplicates", "duplicate image", detail))
-            continue
-        seen[digest] = _image_id(row)
-        unique.append(row)
+        group = copies[row["info"].pixel_sha256]
+        other = next((g for g in group if g["label"] != row["label"]), None)
+        if other is not None:
+            detail = f"same pixels as {_image_id(other)}, labelled {other['label']!r}"
+            dropped.append(exclusion(row, "duplicates", "label conflict", detail))
+        elif group[0] is not row:
+            first = _image_id(group[0])
+            detail = f"same pixels as {first}"
+            dropped.append(
+                exclusion(row, "duplicates", "duplicate image", detail) | {"duplicate_of": first}
+            )
+        else:
+            unique.append(row)
     return unique, dropped
+
+
+def note_excluded_originals(excluded: list[dict]) -> None:
+    """A duplicate names the image kept in its place; when sampling then left that image out, the
+    duplicate's detail says so with the image's own reason, so the log never names an image as
+    if it were in the data."""
+    sampled_out = {_image_id(row): row for row in excluded if row["step"] == "sample"}
+    for row in excluded:
+        original = sampled_out.get(row.get("duplicate_of"))
+        if original is not None:
+            row["detail"] += (
+                f", itself excluded: {original['reason']} ({original['detail']})"
+                if original["detail"]
+                else f", itself excluded: {original['reason']}"
+            )
 
 
 def sample_rows(rows: list[dict], sample: int, seed: int) -> tuple[list[dict], list[dict]]:
@@ -189,6 +218,28 @@ def sample_rows(rows: list[dict], sample: int, seed: int) -> tuple[list[dict], l
         if i not in chosen
     ]
     return keep, dropped
+
+
+# A number inside an id, whole (not the digits after a point): its leading zeros and a '.0' are
+# formatting ('01', '1.0' and '1' are one number).
+_NUMBER = re.compile(r"(?<![\d.])(\d+)(?:\.0+)?(?![\d.])")
+
+
+def patient_id_form(patient: str) -> str:
+    """A patient id with its formatting taken out: Unicode form, case, surrounding blanks, and the
+    leading zeros and '.0' of numbers ('01', '1.0' and '1' give '1'; '1.5' stays)."""
+    text = unicodedata.normalize("NFKC", patient).strip().casefold()
+    return _NUMBER.sub(lambda m: str(int(m.group(1))), text)
+
+
+def ids_differing_only_in_format(patients: list[str]) -> list[list[str]]:
+    """Groups of distinct patient ids that are one id written differently ('1', '1.0', '01'), in
+    order of first appearance. Curation keeps them apart, as written: they may be one patient,
+    whose images the split could then put on both sides."""
+    forms: dict[str, set[str]] = {}
+    for patient in patients:
+        forms.setdefault(patient_id_form(patient), set()).add(patient)
+    return [sorted(ids) for ids in forms.values() if len(ids) > 1]
 
 
 def image_row(row: dict, spec: dict, rules: Rules) -> dict:
@@ -226,45 +277,74 @@ def curate(
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Apply rules, decode every candidate image, drop duplicates, sample; return
     (images, exclusions, flow) where len(images) + len(exclusions) == total inputs."""
-    included: list[dict] = []
-    excluded: list[dict] = []
-    flows: dict[str, dict] = {}
-    seen_hashes: dict[str, str] = {}
+    flows = {name: Flow() for name in sources}
+    totals: dict[str, int] = {}
+    decoded: list[dict] = []
     for name, spec in sources.items():
         records = load_source(name, spec)
-        total = len(records)
-        log.info("source %s: %d input rows/files from %s", name, total, spec["root"])
-        flow = Flow()
-        flow.add("input", total, {})
+        totals[name] = len(records)
+        log.info("source %s: %d input rows/files from %s", name, len(records), spec["root"])
+        flow = flows[name]
+        flow.add("input", len(records), {})
         records = flow.take("listed with patient key", *drop_known_to_adapter(records))
         records = flow.take("matches rules", *apply_rules(name, spec, records, rules))
-        rows = flow.take("decodes", *decode_images(name, spec, records, rules))
-        rows = flow.take("unique pixels", *drop_duplicates(rows, seen_hashes))
+        decoded += flow.take("decodes", *decode_images(name, spec, records, rules))
+    # Duplicates among all sources at once: a label conflict removes the copies of every source.
+    unique, duplicates = drop_duplicates(decoded)
+    included: list[dict] = []
+    kept: dict[str, int] = {}
+    look_alike: dict[str, list[list[str]]] = {}
+    for name, spec in sources.items():
+        flow = flows[name]
+        rows = flow.take(
+            "unique pixels",
+            [row for row in unique if row["source"] == name],
+            [row for row in duplicates if row["source"] == name],
+        )
         sample = spec.get("sample")
         if sample is not None and len(rows) > sample:
             rows = flow.take(f"sampled {sample}", *sample_rows(rows, sample, seed))
         included.extend(image_row(row, spec, rules) for row in rows)
-        excluded.extend(flow.excluded)
-        flows[name] = {
-            "total": total,
-            "included": len(rows),
-            "excluded": total - len(rows),
+        kept[name] = len(rows)
+        look_alike[name] = ids_differing_only_in_format([row["patient"] for row in rows])
+        for ids in look_alike[name]:
+            log.warning(
+                "source %s: patient ids %s differ only in format; they are kept as %d patients, "
+                "so if they are one patient the images can fall in different splits (a leak). "
+                "Write the id one way in the source's metadata",
+                name,
+                ", ".join(map(repr, ids)),
+                len(ids),
+            )
+        log.info("source %s: %d included, %d excluded", name, len(rows), len(flow.excluded))
+    excluded = [row for flow in flows.values() for row in flow.excluded]
+    note_excluded_originals(excluded)  # the kept copy may be of another source
+    per_source = {
+        name: {
+            "total": totals[name],
+            "included": kept[name],
+            "excluded": len(flow.excluded),
+            "patient_ids_differing_only_in_format": sum(map(len, look_alike[name])),
             "steps": flow.steps,
         }
-        log.info("source %s: %d included, %d excluded", name, len(rows), total - len(rows))
+        for name, flow in flows.items()
+    }
 
     images = pd.DataFrame(included, columns=IMAGE_COLUMNS)
     exclusions = pd.DataFrame(excluded, columns=EXCLUSION_COLUMNS)
-    total = sum(f["total"] for f in flows.values())
+    total = sum(totals.values())
     if len(images) + len(exclusions) != total:  # an accounting bug must never pass silently
         raise AssertionError(f"accounting: {len(images)} + {len(exclusions)} != {total}")
     flow = {
-        "sources": flows,
+        "sources": per_source,
         "total": total,
         "included": len(images),
         "excluded": len(exclusions),
         "excluded_by_reason": _count(exclusions["reason"]),
         "included_by_label": _count(images["label"]),
+        "patient_ids_differing_only_in_format": sum(
+            f["patient_ids_differing_only_in_format"] for f in per_source.values()
+        ),
     }
     return images, exclusions, flow
 

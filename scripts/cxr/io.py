@@ -4,6 +4,7 @@ looks complete, and the same content always gives the same bytes."""
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import json
 import os
@@ -34,9 +35,45 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def write_csv(path: str | os.PathLike, frame) -> None:
-    """Write a DataFrame as CSV atomically, without the index, with '\\n' line endings."""
-    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
-        frame.to_csv(handle, index=False, lineterminator="\n")
+    """Write a DataFrame as UTF-8 CSV atomically, without the index, with '\\n' line endings,
+    such that it reads back to the same rows: every field holding a quote, comma, '\\n' or
+    '\\r' is quoted. Missing values are written as empty fields."""
+    text = _csv_text(frame)
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{path}: {_unencodable_cell(frame)}") from None
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
+
+
+def _csv_text(frame) -> str:
+    """The csv module quotes a field only for the characters of its line terminator, so with
+    '\\n' a lone '\\r' (old Mac or Excel line endings) went unquoted and read back as a row
+    break. Write with '\\r\\n', which quotes both, then end records with '\\n': outside quotes
+    (the even parts between '"'; a doubled quote is an empty odd part) '\\r\\n' can only be
+    a record's end. Files without a '\\r' come out as with '\\n' alone, byte for byte.
+    A one-column table quotes its text, since readers skip a line of blanks as no row."""
+    quoting = csv.QUOTE_NONNUMERIC if len(frame.columns) == 1 else csv.QUOTE_MINIMAL
+    parts = frame.to_csv(index=False, lineterminator="\r\n", quoting=quoting).split('"')
+    parts[::2] = [part.replace("\r\n", "\n") for part in parts[::2]]
+    return '"'.join(parts)
+
+
+def _unencodable_cell(frame) -> str:
+    """Where a value without a UTF-8 form (a lone surrogate) sits, and what to do about it."""
+    for column in frame.columns:
+        for row, value in enumerate(frame[column], start=1):
+            if isinstance(value, str):
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    return (
+                        f"column {column!r}, row {row} holds {value!r}, a lone surrogate with no "
+                        "UTF-8 form (a non-UTF-8 byte decoded with surrogateescape?); escape it "
+                        "before writing the table"
+                    )
+    return "a value has no UTF-8 form"
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -79,6 +79,35 @@ def exclusion_table(exclusions: pd.DataFrame) -> dict:
     return {"sources": sources, "rows": rows, "total": int(counts.to_numpy().sum())}
 
 
+def label_conflicts(exclusions: pd.DataFrame) -> list[dict]:
+    """Images excluded because the same pixels carry another label in another source, each
+    with the image it conflicts with (`detail`)."""
+    rows = exclusions[exclusions["reason"] == "label conflict"]
+    return rows[["source", "file", "label", "detail"]].to_dict("records")
+
+
+def empty_sources(sources: dict, flow: dict, exclusions: pd.DataFrame) -> list[dict]:
+    """Configured sources that curation left without any image, with the reasons that emptied
+    them: an external source that is configured but empty is not 'no external source'."""
+    rows = []
+    for name, spec in sources.items():
+        counts = flow["sources"].get(name)
+        if counts is None or counts["included"] > 0:
+            continue
+        reasons = exclusions.loc[exclusions["source"] == name, "reason"].value_counts()
+        ordered = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))
+        rows.append(
+            {
+                "name": name,
+                "role": spec.get("role", "train"),
+                "label": spec.get("label", ""),
+                "total": counts["total"],
+                "reasons": ", ".join(f"{reason} {int(n)}" for reason, n in ordered),
+            }
+        )
+    return rows
+
+
 def composition(splits: pd.DataFrame, positive: str) -> dict:
     """Images and patients per class x source x split."""
     present = [s for s in SPLIT_ORDER if s in set(splits["split"])]
@@ -170,8 +199,11 @@ def context(
             "total": flow.get("total"),
             "included": flow.get("included"),
             "excluded": flow.get("excluded"),
+            "ids_differing_in_format": flow.get("patient_ids_differing_only_in_format", 0),
         },
         "exclusions": exclusion_table(exclusions),
+        "label_conflicts": label_conflicts(exclusions),
+        "empty_sources": empty_sources(sources, flow, exclusions),
         "composition": composition(splits, positive),
         "split_method": split_summary.get("method", ""),
         "split_fractions": split_summary.get("fractions", {}),

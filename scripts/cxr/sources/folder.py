@@ -45,17 +45,19 @@ def load_records(name: str, root: Path, spec: dict) -> pd.DataFrame:
         if path.is_dir():
             continue
         match = pattern.search(path.name)
+        # No match, or a group that matched nothing (None) or only blanks: no patient key.
+        key = match.group(1) if match and (match.group(1) or "").strip() else ""
         reason = ""
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             reason = f"not an image file name ({path.suffix or 'no suffix'})"
-        elif not match:
+        elif not key:
             reason = f"no patient key in file name (pattern {spec['patient_pattern']!r})"
         rows.append(
             {
                 "record": rel,
                 "source": name,
                 "file": rel,
-                "patient": f"{name}:{match.group(1)}" if match else "",
+                "patient": f"{name}:{key}" if key else "",
                 "label": spec["label"],
                 "finding": "",
                 "view": "",

@@ -11,6 +11,7 @@ import sys
 import unicodedata
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from PIL import Image
@@ -20,6 +21,7 @@ from cxr.config import load
 from cxr.curate import Rules, curate
 from cxr.errors import ConfigError, DataError
 from cxr.io import write_csv
+from workflow import run_workflow
 
 SCHEMA = REPO / "rules" / "config.schema.yaml"
 HEADER = "patientid,offset,finding,view,modality,filename,clinical notes\n"
@@ -444,3 +446,37 @@ def test_accounting_names_the_entries_no_loader_listed(tmp_path, monkeypatch):
     monkeypatch.setattr(folder, "load_records", lambda *a: load(*a).iloc[[0, 1, 1]])
     with pytest.raises(AssertionError, match=r"counted twice: 'IM-0002-0001\.jpeg'"):
         curate({"covid": covid, "normal": spec}, Rules(), seed=0)
+
+
+@pytest.mark.slow
+def test_an_edit_under_a_source_root_reruns_curation(tmp_path):
+    """Snakemake sees a source as its root folder (here the generator's marker): a view edited
+    in place in metadata.csv, or an image added in a subfolder, must rerun curation, through
+    the listing of each root that every run refreshes before the DAG is built."""
+    until = ("--until", "curate_images")
+    run_workflow(tmp_path, "tiny.yaml", extra=until)
+    curated = tmp_path / "results/curated"
+    images = pd.read_csv(curated / "images.csv", dtype=str, keep_default_na=False)
+    target = images[images["source"] == "covid"].iloc[0]
+    root = tmp_path / "resources/synthetic/covid-chestxray-dataset"
+    with open(root / "metadata.csv", encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle))
+    column = {name: i for i, name in enumerate(rows[0])}
+    (edited,) = [r for r in rows[1:] if f"images/{r[column['filename']]}" == target["file"]]
+    assert edited[column["view"]] == "PA"
+    edited[column["view"]] = "AP"
+    with open(root / "metadata.csv", "w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle, lineterminator="\n").writerows(rows)  # the same file, in place
+    (root / "images/later").mkdir()
+    gray(root / "images/later/added.png", seed=7)
+
+    dry = run_workflow(tmp_path, "tiny.yaml", extra=("-n", *until))
+    plan = dry.stdout + dry.stderr
+    assert "rule curate_images:" in plan and "Updated input files" in plan, plan[-3000:]
+    run_workflow(tmp_path, "tiny.yaml", extra=until)
+    exclusions = pd.read_csv(curated / "exclusions.csv", dtype=str, keep_default_na=False)
+    reasons = by_file(exclusions)
+    assert reasons[target["file"]] == "view 'AP', not PA"
+    assert reasons["images/later/added.png"] == "no metadata row"
+    again = run_workflow(tmp_path, "tiny.yaml", extra=("-n", *until))
+    assert "rule curate_images:" not in again.stdout + again.stderr  # unchanged: no rewrite

@@ -59,6 +59,10 @@ def test_a_listing_is_rewritten_only_when_something_under_the_root_changed(tmp_p
     metadata.write_text("patientid,view\n1,AP\n")  # the same size, edited in place
     os.utime(metadata, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
     assert refresh_listing(root, listing) and listing.read_text() == listing_text(root)
+    (root / ".git").mkdir()
+    assert refresh_listing(root, listing) and ".git\tfolder\t-\t-" in listing.read_text()
+    (root / ".git/index").write_bytes(b"git at work")  # not an input: nothing to rerun
+    assert not refresh_listing(root, listing)
     (root / "images/new").mkdir()
     (root / "images/new/x.png").write_bytes(b"x")
     assert refresh_listing(root, listing)

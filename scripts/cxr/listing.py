@@ -130,7 +130,9 @@ def listing_text(root: str | os.PathLike) -> str:
     except OSError as exc:
         return "\n".join([*lines, f"# unreadable: {exc.strerror}", ""])
     for entry in entries:
-        lines.append(f"{_escape(entry.path)}\t{entry.kind}\t{entry.size}\t{entry.mtime_ns}")
+        # A hidden folder is one entry whatever it holds: git touching .git reruns nothing.
+        size, mtime = ("-", "-") if entry.kind == "folder" else (entry.size, entry.mtime_ns)
+        lines.append(f"{_escape(entry.path)}\t{entry.kind}\t{size}\t{mtime}")
     return "\n".join([*lines, ""])
 
 

@@ -1,3 +1,6 @@
+from cxr import listing as cxr_listing
+
+
 rule generate_synthetic_data:
     output:
         touch("resources/synthetic/.complete"),
@@ -26,9 +29,37 @@ rule fetch_source:
         "../scripts/fetch_source.py"
 
 
+# Snakemake sees a source as its root folder (or the marker of the rule that made it), so an
+# edit under the root (metadata.csv changed in place, an image added to a subfolder) would
+# leave curation "up to date". Each source's listing (name, kind, size and time of every entry
+# under its root) is an input of curate_images: rule list_sources writes it once the source
+# exists, and every run rewrites it here, before the DAG is built, when what is under the root
+# changed (and leaves it alone when not). Jobs that a cluster runs skip this.
+LISTING = f"{CURATED}/listing/{{source}}.tsv"
+if workflow.is_main_process:
+    cxr_listing.refresh_listings({n: s["root"] for n, s in SOURCES.items()}, LISTING)
+
+
+rule list_sources:
+    input:
+        source_inputs(),
+    output:
+        listing=LISTING,
+    log:
+        "logs/list_sources/{source}.log",
+    localrule: True
+    conda:
+        "../envs/data.yaml"
+    params:
+        root=lambda wildcards: SOURCES[wildcards.source]["root"],
+    script:
+        "../scripts/list_sources.py"
+
+
 rule curate_images:
     input:
         source_inputs(),
+        listings=expand(LISTING, source=list(SOURCES)),
     output:
         images=f"{CURATED}/images.csv",
         exclusions=f"{CURATED}/exclusions.csv",

@@ -303,3 +303,37 @@ def test_rules_from_config_yaml_are_the_article_defaults(repo):
     assert Rules.from_config(
         {**config["curation"], "views": ["PA", "AP"]}, config["labels"], 90
     ) == Rules(views=("PA", "AP"), chroma_threshold=90)
+
+
+@pytest.mark.parametrize(
+    "relative, reason",
+    [
+        ("a\x00.png", "file name has a NUL byte"),
+        ("x" * 256 + ".png", "file name too long"),
+        ("d/" * 2100 + "x.png", "file name too long"),
+    ],
+)
+def test_names_no_file_system_can_hold_are_refused_not_raised(tmp_path, relative, reason):
+    with pytest.raises(ImageRejected) as info:
+        resolve_inside(tmp_path, relative)
+    assert info.value.reason == reason and len(info.value.detail) < 200
+
+
+def test_an_os_error_reading_a_file_is_a_reason_not_a_crash(tmp_path, monkeypatch):
+    """Permission denied (tests run as root, where chmod does not deny): 'unreadable'."""
+    import errno
+    from pathlib import Path
+
+    path = tmp_path / "x.png"
+    path.write_bytes(b"x")
+    stat = Path.stat
+
+    def denied(self, **kwargs):
+        if self == path:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return stat(self, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", denied)
+    with pytest.raises(ImageRejected) as info:
+        load_image(path, max_pixels=10_000)
+    assert info.value.reason == "unreadable" and "Permission denied" in info.value.detail

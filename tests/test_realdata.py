@@ -45,8 +45,8 @@ def test_curation_counts_match_the_article(curated):
         "seed 2020)"
     )
     assert (exclusions["reason"] == "not sampled").sum() == 46
-    # 146 metadata rows + 4 orphan image files + 118 + 121 NIH files.
-    assert flow["total"] == 146 + 4 + 118 + 121
+    # 146 metadata rows + 4 orphan image files + UPSTREAM_README.md + 118 + 121 NIH files.
+    assert flow["total"] == 146 + 4 + 1 + 118 + 121
     assert len(images) + len(exclusions) == flow["total"]
     assert (exclusions["reason"] == "no metadata row").sum() == 4
     assert (images["source"] == "nih").sum() == 121

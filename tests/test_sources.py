@@ -111,7 +111,8 @@ def test_folder_adapter_patient_keys_and_odd_names(tmp_path):
     spec = {"kind": "folder", "root": str(tmp_path), "label": "normal",
             "patient_pattern": r"(?:NORMAL2-)?(IM-\d{4})"}  # fmt: skip
     records = load_source("kermany", spec).set_index("file")
-    assert len(records) == 5  # hidden files are not inputs
+    assert len(records) == 6  # a hidden file is an input too, logged with its reason
+    assert records.loc[".DS_Store", "pre_exclusion"] == "hidden file"
     assert records.loc["NORMAL2-IM-0001-0002.jpeg", "patient"] == "kermany:IM-0001"
     assert records.loc["IM-0019-0001 (1).jpeg", "patient"] == "kermany:IM-0019"
     assert records.loc["notes.txt", "pre_exclusion"].startswith("not an image file name")
@@ -161,9 +162,12 @@ def test_folder_rules_pass_every_record(tmp_path):
 def test_real_march_2020_metadata(shared_data):
     sources = article_sources(shared_data)
     records = load_source("covid", sources["covid"])
-    # 146 metadata rows + 4 image files that no row names.
-    assert len(records) == 150
+    # 146 metadata rows + 4 image files that no row names + UPSTREAM_README.md.
+    assert len(records) == 151
     assert (records["pre_exclusion"] == "no metadata row").sum() == 4
+    assert records.set_index("file").loc["UPSTREAM_README.md", "pre_exclusion"] == (
+        "not an image file name (.md)"
+    )
     assert records["patient"].iloc[0] == "covid:2"
     assert set(records["modality"]) >= {"X-ray", "CT"}
     reasons = rule_reasons("covid", sources["covid"], records, Rules())

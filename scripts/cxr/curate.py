@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ import pandas as pd
 
 from cxr.errors import DataError
 from cxr.images import ImageRejected, load_image, resolve_inside
-from cxr.sources import load_source, rule_reasons
+from cxr.listing import Entry, normalise_name, walk_root
+from cxr.sources import load_source, own_files, rule_reasons
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +119,8 @@ def drop_known_to_adapter(records: pd.DataFrame) -> tuple[pd.DataFrame, list[dic
     """Step 1: what the adapter already knew (no metadata row, no patient key, ...)."""
     known = records["pre_exclusion"] != ""
     dropped = [
-        exclusion(row, "source", row["pre_exclusion"]) for row in records[known].to_dict("records")
+        exclusion(row, "source", row["pre_exclusion"], row["pre_detail"])
+        for row in records[known].to_dict("records")
     ]
     return records[~known], dropped
 
@@ -279,9 +282,15 @@ def curate(
     (images, exclusions, flow) where len(images) + len(exclusions) == total inputs."""
     flows = {name: Flow() for name in sources}
     totals: dict[str, int] = {}
+    walked: dict[str, list[Entry]] = {}
+    loaded: dict[str, pd.DataFrame] = {}
     decoded: list[dict] = []
     for name, spec in sources.items():
-        records = load_source(name, spec)
+        root = Path(spec["root"])
+        # Walked here, apart from the adapter's listing, to check that nothing under the root
+        # is lost or counted twice (the adapter raises first if the root is unusable).
+        walked[name] = walk_root(root) if root.is_dir() else []
+        records = loaded[name] = load_source(name, spec)
         totals[name] = len(records)
         log.info("source %s: %d input rows/files from %s", name, len(records), spec["root"])
         flow = flows[name]
@@ -304,7 +313,12 @@ def curate(
         sample = spec.get("sample")
         if sample is not None and len(rows) > sample:
             rows = flow.take(f"sampled {sample}", *sample_rows(rows, sample, seed))
-        included.extend(image_row(row, spec, rules) for row in rows)
+        rows = [image_row(row, spec, rules) for row in rows]
+        check_accounting(
+            name, Path(spec["root"]), walked[name], own_files(name, spec), loaded[name],
+            rows + flow.excluded,
+        )  # fmt: skip
+        included.extend(rows)
         kept[name] = len(rows)
         look_alike[name] = ids_differing_only_in_format([row["patient"] for row in rows])
         for ids in look_alike[name]:
@@ -347,6 +361,44 @@ def curate(
         ),
     }
     return images, exclusions, flow
+
+
+def check_accounting(
+    name: str,
+    root: Path,
+    entries: list[Entry],
+    own: list[str],
+    records: pd.DataFrame,
+    rows: list[dict],
+) -> None:
+    """Fail, naming them, when an entry the walk of `root` found is in no output row (and is not
+    the adapter's own file, the metadata), when an entry is listed twice or is listed but not
+    under the root, or when an adapter's record is lost or doubled on the way. These are bugs,
+    not bad data, and must never pass silently."""
+    own_names = {normalise_name(f) for f in own}
+    named = Counter(row["file"] for row in rows)
+    listed = Counter(row["file"] for row in rows if row["record"] == row["file"])
+    walked = {entry.path for entry in entries}
+    out = Counter(row["record"] for row in rows)
+    problems = {
+        "in neither images.csv nor exclusions.csv": [
+            e.path
+            for e in entries
+            if e.path not in named and normalise_name(e.path) not in own_names
+        ],
+        "counted twice": [f for f, n in listed.items() if n > 1 or named[f] > n],
+        "listed but not found under the root": [f for f in listed if f not in walked],
+        "records lost on the way": [r for r in records["record"] if r not in out],
+        "records in more than one output row": [r for r, n in out.items() if n > 1],
+    }
+    found = [f"{what}: {_names(items)}" for what, items in problems.items() if items]
+    if found:
+        raise AssertionError(f"accounting of source {name!r} ({root}): " + "; ".join(found))
+
+
+def _names(items: list[str], shown: int = 10) -> str:
+    more = f" ... and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(repr(item) for item in items[:shown]) + more
 
 
 def check_classes(images: pd.DataFrame, exclusions: pd.DataFrame, labels: list[str]) -> None:

@@ -5,8 +5,10 @@ log it as an exclusion instead of crashing."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,9 +60,13 @@ class ImageInfo:
 
 
 def resolve_inside(root: Path, relative: str) -> Path:
-    """Join `relative` to `root`, refusing absolute paths, `..` and symlinks that leave `root`."""
+    """Join `relative` to `root`, refusing absolute paths, `..` and symlinks that leave `root`,
+    and names no file system can hold (a NUL byte, a name or path over its length limits)."""
     if not relative or not relative.strip():
         raise ImageRejected("path empty", repr(relative))
+    if "\0" in relative:
+        raise ImageRejected("file name has a NUL byte", _shorten(relative))
+    check_name_length(root, relative)
     if os.path.isabs(relative) or relative.startswith(("/", "\\")):
         raise ImageRejected("path outside data root", f"absolute path {relative!r}")
     if any(part == ".." for part in Path(relative).parts):
@@ -70,6 +76,35 @@ def resolve_inside(root: Path, relative: str) -> Path:
     if not candidate.is_relative_to(root_real):
         raise ImageRejected("path outside data root", f"{relative!r} resolves outside it")
     return candidate
+
+
+def check_name_length(root: Path, relative: str) -> None:
+    """Refuse a path whose part or whole is longer than the file system under `root` allows
+    (a shifted metadata row can put a paragraph of notes in `filename`)."""
+    name_max, path_max = _limit(root, "PC_NAME_MAX", 255), _limit(root, "PC_PATH_MAX", 4096)
+    longest = max(len(part.encode("utf-8", "surrogateescape")) for part in relative.split("/"))
+    if longest > name_max:
+        raise ImageRejected(
+            "file name too long", f"a part of {longest} bytes > {name_max}: {_shorten(relative)}"
+        )
+    length = len(os.fsencode(os.path.join(root, relative)))
+    if length > path_max:
+        raise ImageRejected(
+            "file name too long", f"path of {length} bytes > {path_max}: {_shorten(relative)}"
+        )
+
+
+def _limit(root: Path, name: str, default: int) -> int:
+    try:
+        return os.pathconf(root, name)
+    except (OSError, ValueError):  # no such root, or a system without the setting
+        return default
+
+
+def _shorten(text: str, keep: int = 80) -> str:
+    """`text` as a quoted literal (control characters escaped), cut to `keep` characters."""
+    shown = repr(text[:keep])
+    return f"{shown} ... ({len(text)} characters)" if len(text) > keep else shown
 
 
 BIT_DEPTH = {
@@ -127,13 +162,19 @@ def load_image(
     """Decode `path` fully, apply EXIF orientation, return 8-bit grayscale pixels and facts;
     with `chroma_threshold`, also measure coloured marks (they vanish in grayscale).
 
-    Raises ImageRejected with one of: file missing, not a regular file, empty file,
+    Raises ImageRejected with one of: file missing, unreadable, not a regular file, empty file,
     not an image, too many pixels, too small, undecodable."""
-    if not path.exists():
-        raise ImageRejected("file missing", str(path))
-    if not path.is_file():
+    try:
+        status = path.stat()
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            raise ImageRejected("file missing", str(path)) from None
+        if exc.errno == errno.ENAMETOOLONG:
+            raise ImageRejected("file name too long", _shorten(str(path))) from None
+        raise ImageRejected("unreadable", f"{path}: {exc.strerror}") from None
+    if not stat.S_ISREG(status.st_mode):
         raise ImageRejected("not a regular file", str(path))
-    if path.stat().st_size == 0:
+    if status.st_size == 0:
         raise ImageRejected("empty file", str(path))
     try:
         with warnings.catch_warnings():

@@ -30,12 +30,13 @@ RECORD_COLUMNS = [
     "url",
     "notes",
     "pre_exclusion",  # a reason the adapter already knows (e.g. no metadata row), else ""
+    "pre_detail",  # what the exclusion log's `detail` says about that reason
 ]
 
 
 def adapter(name: str, spec: dict) -> ModuleType:
-    """The adapter module of `spec['kind']`: `load_records(name, root, spec)` and
-    `rule_reasons(records, rules)`, the same for every kind."""
+    """The adapter module of `spec['kind']`: `load_records(name, root, spec)`,
+    `rule_reasons(records, rules)` and `own_files(spec)`, the same for every kind."""
     from cxr.sources import folder, ieee8023
 
     adapters = {"ieee8023": ieee8023, "folder": folder}
@@ -51,6 +52,12 @@ def load_source(name: str, spec: dict) -> pd.DataFrame:
     """Candidate records of source `name`, one per input row or file (RECORD_COLUMNS)."""
     records = adapter(name, spec).load_records(name, Path(spec["root"]), spec)
     return records[RECORD_COLUMNS]
+
+
+def own_files(name: str, spec: dict) -> list[str]:
+    """Files under the source's root that describe the inputs rather than being inputs (the
+    metadata file), relative to the root."""
+    return adapter(name, spec).own_files(spec)
 
 
 def rule_reasons(name: str, spec: dict, records: pd.DataFrame, rules: Rules) -> pd.Series:

@@ -12,21 +12,23 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from cxr.errors import ConfigError, DataError
+from cxr.listing import Entry, entry_reason, walk_root
 from cxr.sources import IMAGE_SUFFIXES, RECORD_COLUMNS
 
 if TYPE_CHECKING:
     from cxr.curate import Rules
 
 
-def _listing_order(path: Path) -> tuple[str, bool, str]:
+def _listing_order(entry: Entry) -> tuple[str, bool, str]:
     """Sort 'IM-0019-0001 (1).jpeg' (a copy, as browsers and OSes name them) after the original,
     so that duplicate detection keeps the original name and logs the copy."""
-    original = re.sub(r" \(\d+\)(?=\.[^.]+$)", "", path.as_posix())
-    return original, original != path.as_posix(), path.as_posix()
+    original = re.sub(r" \(\d+\)(?=\.[^.]+$)", "", entry.path)
+    return original, original != entry.path, entry.path
 
 
 def load_records(name: str, root: Path, spec: dict) -> pd.DataFrame:
-    """One record per regular file under `root` (recursively, sorted, hidden files skipped)."""
+    """One record per entry under `root` (recursively, sorted): files, and hidden, special or
+    linked entries with their reason."""
     if not root.is_dir():
         raise DataError(
             f"{root}: image folder of source {name!r} not found; check sources.{name}.root"
@@ -38,25 +40,22 @@ def load_records(name: str, root: Path, spec: dict) -> pd.DataFrame:
     if pattern.groups < 1:
         raise ConfigError(f"sources.{name}.patient_pattern needs one (group) for the patient key")
     rows = []
-    for path in sorted(root.rglob("*"), key=_listing_order):
-        rel = path.relative_to(root).as_posix()
-        if any(part.startswith(".") for part in path.relative_to(root).parts):
-            continue
-        if path.is_dir():
-            continue
-        match = pattern.search(path.name)
+    for entry in sorted(walk_root(root), key=_listing_order):
+        file_name = entry.path.rsplit("/", 1)[-1]
+        suffix = Path(file_name).suffix
+        reason, detail = entry_reason(root, entry)
+        match = None if reason else pattern.search(file_name)
         # No match, or a group that matched nothing (None) or only blanks: no patient key.
         key = match.group(1) if match and (match.group(1) or "").strip() else ""
-        reason = ""
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            reason = f"not an image file name ({path.suffix or 'no suffix'})"
-        elif not key:
+        if not reason and suffix.lower() not in IMAGE_SUFFIXES:
+            reason = f"not an image file name ({suffix or 'no suffix'})"
+        elif not reason and not key:
             reason = f"no patient key in file name (pattern {spec['patient_pattern']!r})"
         rows.append(
             {
-                "record": rel,
+                "record": entry.path,
                 "source": name,
-                "file": rel,
+                "file": entry.path,
                 "patient": f"{name}:{key}" if key else "",
                 "label": spec["label"],
                 "finding": "",
@@ -66,9 +65,15 @@ def load_records(name: str, root: Path, spec: dict) -> pd.DataFrame:
                 "url": "",
                 "notes": "",
                 "pre_exclusion": reason,
+                "pre_detail": detail,
             }
         )
     return pd.DataFrame(rows, columns=RECORD_COLUMNS)
+
+
+def own_files(spec: dict) -> list[str]:
+    """A folder source has no metadata: every file under it is an input."""
+    return []
 
 
 def rule_reasons(records: pd.DataFrame, rules: Rules) -> pd.Series:

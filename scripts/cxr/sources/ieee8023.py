@@ -8,14 +8,18 @@ Known quirks (checked against the 2020-03-18 snapshot and later releases):
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from cxr.errors import DataError
+from cxr.listing import entry_reason, normalise_name, walk_root
 from cxr.sources import IMAGE_SUFFIXES, RECORD_COLUMNS
 
 if TYPE_CHECKING:
@@ -42,8 +46,20 @@ def canonical_term(term: str) -> str:
     return re.sub(r"[^a-z0-9]", "", term.lower())
 
 
-def read_metadata(path: Path) -> pd.DataFrame:
-    """Read metadata.csv as strings; bad bytes are replaced (and logged), never fatal."""
+@dataclass(frozen=True)
+class MetadataRow:
+    """One data row of metadata.csv."""
+
+    line: int  # physical line where the row starts (quoted newlines make rows span lines)
+    fields: dict[str, str]  # value by normalised column name; '' where the row is short
+    problem: str = ""  # why the row cannot be read as the header says (then `fields` is {})
+
+
+def read_metadata(path: Path) -> list[MetadataRow]:
+    """Read metadata.csv as strings by column name. Bad bytes are replaced (and logged). A row
+    the CSV parser cannot read as the header says (more fields than the header, a stray quote)
+    comes back with its `problem`, to be excluded; a quote that leaves the end of its row in
+    doubt stops the run (`_parse_csv`)."""
     if not path.exists():
         raise DataError(f"{path}: metadata file not found; check sources.<name>.root in config")
     raw = path.read_bytes()
@@ -56,72 +72,143 @@ def read_metadata(path: Path) -> pd.DataFrame:
         log.warning(
             "%s: invalid UTF-8 at line %d; undecodable bytes replaced by U+FFFD", path, line
         )
-    frame = pd.read_csv(
-        path,
-        dtype=str,
-        keep_default_na=False,
-        encoding="utf-8",
-        encoding_errors="replace",
-        skipinitialspace=False,
-    )
-    frame = frame.loc[:, [c for c in frame.columns if not str(c).startswith("Unnamed:")]]
-    frame.columns = [normalise_column(c) for c in frame.columns]
-    missing = [c for c in REQUIRED if c not in frame.columns]
+    text = raw.decode("utf-8-sig", errors="replace")
+    (header_line, header, problem), *rows = _parse_csv(path, text)
+    if problem:
+        raise DataError(f"{path}, line {header_line} (the header): {problem}")
+    # Empty header cells name no column (a trailing comma); the first of two equal names wins.
+    columns: dict[str, int] = {}
+    for index, name in enumerate(header):
+        if name.strip():
+            columns.setdefault(normalise_column(name), index)
+    missing = [c for c in REQUIRED if c not in columns]
     if missing:
         raise DataError(
             f"{path}: required column(s) {missing} not found; columns present: "
-            f"{list(frame.columns)}. Is this an ieee8023 covid-chestxray-dataset metadata.csv?"
+            f"{list(columns)}. Is this an ieee8023 covid-chestxray-dataset metadata.csv?"
         )
-    return frame
+    width = len(header)
+    read = []
+    for line, fields, problem in rows:
+        if not problem and any(value.strip() for value in fields[width:]):
+            problem = f"{len(fields)} fields, the header has {width}: an unquoted comma in a field?"
+        if problem:
+            problem += f" Fix line {line} of {path.name} to use this row."
+            read.append(MetadataRow(line, {}, problem))
+            continue
+        values = {c: fields[i] if i < len(fields) else "" for c, i in columns.items()}
+        read.append(MetadataRow(line, values))
+    return read
 
 
-def line_numbers(path: Path, n_rows: int) -> list[int]:
-    """Physical line where each data row starts (quoted newlines make rows span lines)."""
-    import csv
+STRAY_QUOTE = (
+    'a quote ends a field and more text follows it (like "5" tall): quote the whole field and '
+    'write each quote in it as two ("").'
+)
 
-    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
-        reader = csv.reader(handle)
-        next(reader, None)
-        starts = []
-        line = reader.line_num + 1
-        for _ in reader:
-            starts.append(line)
-            line = reader.line_num + 1
-    if len(starts) != n_rows:  # pragma: no cover - csv and pandas disagree only on broken files
-        return list(range(2, n_rows + 2))
-    return starts
+
+def _parse_csv(path: Path, text: str) -> list[tuple[int, list[str], str]]:
+    """(line where it starts, fields, problem) of each non-blank row of `text`, read strictly.
+    A stray quote in a one-line row makes that row a problem (its end is certain); a quote
+    that never closes, or one that swallowed line ends, leaves every later row in doubt and
+    stops the run, naming the line. Fields may be of any length (the csv module's size limit
+    only guards against runaway quotes, caught here)."""
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, len(text) + 1))
+    try:
+        reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+        rows, start = [], 1
+        while (row := _next_row(reader)) is not None:
+            fields, error = row
+            if error and ("end of data" in error or reader.line_num != start):
+                raise DataError(_runaway_quote(path, start, reader.line_num, error))
+            if fields or error:
+                rows.append((start, fields, STRAY_QUOTE if error else ""))
+            start = reader.line_num + 1
+    finally:
+        csv.field_size_limit(limit)
+    if not rows:
+        raise DataError(f"{path}: metadata file is empty (0 rows, no header)")
+    return rows
+
+
+def _next_row(reader) -> tuple[list[str], str] | None:
+    """(fields, '') or ([], the parser's error) for the next row; None after the last."""
+    try:
+        return next(reader), ""
+    except StopIteration:
+        return None
+    except csv.Error as exc:  # the reader goes on at the next line
+        return [], str(exc)
+
+
+def _runaway_quote(path: Path, start: int, end: int, error: str) -> str:
+    if "end of data" in error:
+        where = (
+            f"line {start}: a quote opens in the row that starts here and never closes "
+            f"(lines {start}-{end} would be one field)"
+        )
+    else:
+        where = (
+            f"line {end}: a quote ends a field and more text follows it, in a row that starts "
+            f"on line {start} (a quote opened there swallowed the line ends up to here?)"
+        )
+    remedy = 'Close the quote, or write a quote inside a field as two (""), then rerun.'
+    return f"{path}, {where}. {remedy}"
 
 
 def load_records(name: str, root: Path, spec: dict) -> pd.DataFrame:
-    """One record per metadata row, plus one per image file that no row names."""
-    meta_path = root / spec.get("metadata", "metadata.csv")
-    frame = read_metadata(meta_path)
-    lines = line_numbers(meta_path, len(frame))
+    """One record per metadata row, plus one per entry under the root that no row names (the
+    metadata file aside): an image without a row, a stray file, a hidden or special one."""
+    meta_name = spec.get("metadata", "metadata.csv")
+    meta_path = root / meta_name
+    metadata = read_metadata(meta_path)
+    entries = [e for e in walk_root(root) if normalise_name(e.path) != normalise_name(meta_name)]
     image_dir = spec.get("images", "images")
-    has_folder = "folder" in frame.columns
-    has_modality = "modality" in frame.columns
+    on_disk = {e.path for e in entries}
+    by_name: dict[str, str] = {}
+    for entry in entries:
+        by_name.setdefault(normalise_name(entry.path), entry.path)
+
+    def located(relative: str) -> str:
+        """The file a metadata path names: as written if it is on disk, else the one whose
+        normalised name matches ('./x.png', 'x.png ', another Unicode normalisation)."""
+        if relative in on_disk:
+            return relative
+        key = normalise_name(relative)
+        return by_name.get(key, key)
+
+    blank = dict.fromkeys(RECORD_COLUMNS, "")
     rows = []
-    for i, row in enumerate(frame.to_dict("records")):
+    for meta in metadata:
+        record = {
+            **blank,
+            "record": f"{meta_path.name}:line {meta.line}",
+            "source": name,
+            "label": spec["label"],
+        }
+        if meta.problem:
+            rows.append({**record, "pre_exclusion": "malformed row", "pre_detail": meta.problem})
+            continue
+        row = meta.fields
         view = row["view"].strip()
-        if has_modality and row["modality"].strip():
+        if row.get("modality", "").strip():
             modality = row["modality"].strip()
         else:
             modality = "CT" if view.lower() in CT_VIEWS else "X-ray"
-        folder = row.get("folder", "").strip() if has_folder else ""
+        folder = row.get("folder", "").strip()
         filename = row["filename"]
         if not filename.strip():
             rel = ""
         elif filename.startswith(("/", "\\")):
             rel = filename  # kept as given so curation rejects it as outside the data root
         else:
-            rel = f"{folder or image_dir}/{filename}"
+            rel = located(f"{folder or image_dir}/{filename}")
         rows.append(
             {
-                "record": f"{meta_path.name}:line {lines[i]}",
-                "source": name,
+                **record,
                 "file": rel,
                 "patient": f"{name}:{row['patientid'].strip()}",
-                "label": spec["label"],
                 "finding": row["finding"].strip(),
                 "view": view,
                 "modality": modality,
@@ -132,36 +219,34 @@ def load_records(name: str, root: Path, spec: dict) -> pd.DataFrame:
             }
         )
     named = {r["file"] for r in rows}
-    named_folders = {r["file"].split("/", 1)[0] for r in rows if "/" in r["file"]}
-    folders = {image_dir} | {f for f in named_folders if f not in ("", ".", "..")}
-    for folder in sorted(folders):
-        directory = root / folder
-        if not directory.is_dir():
+    for entry in entries:
+        if entry.path in named:
             continue
-        for path in sorted(directory.iterdir()):
-            rel = f"{folder}/{path.name}"
-            if rel in named or path.name.startswith(".") or not path.is_file():
-                continue
-            suffix_ok = path.suffix.lower() in IMAGE_SUFFIXES
-            rows.append(
-                {
-                    "record": rel,
-                    "source": name,
-                    "file": rel,
-                    "patient": "",
-                    "label": spec["label"],
-                    "finding": "",
-                    "view": "",
-                    "modality": "",
-                    "license": "",
-                    "url": "",
-                    "notes": "",
-                    "pre_exclusion": "no metadata row"
-                    if suffix_ok
-                    else f"not an image file name ({path.suffix or 'no suffix'})",
-                }
+        reason, detail = entry_reason(root, entry)
+        suffix = Path(entry.path).suffix
+        if not reason:
+            reason = (
+                "no metadata row"
+                if suffix.lower() in IMAGE_SUFFIXES
+                else f"not an image file name ({suffix or 'no suffix'})"
             )
+        rows.append(
+            {
+                **blank,
+                "record": entry.path,
+                "source": name,
+                "file": entry.path,
+                "label": spec["label"],
+                "pre_exclusion": reason,
+                "pre_detail": detail,
+            }
+        )
     return pd.DataFrame(rows, columns=RECORD_COLUMNS)
+
+
+def own_files(spec: dict) -> list[str]:
+    """The metadata file describes the inputs; it is not one."""
+    return [spec.get("metadata", "metadata.csv")]
 
 
 def rule_reasons(records: pd.DataFrame, rules: Rules) -> pd.Series:

@@ -12,8 +12,8 @@ Prints, each figure with the CPU it was measured on:
    weights (batchnorm_recalibrated_on / images, from the extract_features summary), for the
    audit architecture the border probe's blanked pass and its recalibration (the images named
    in probe_borders' log / images), the saved-base check of extract_features (images in its
-   feature summary, once per architecture), and any job that ran the base on images instead of stored features;
-   against the target: 1 per image, plus the probe's blanked pass;
+   feature summary, once per architecture), and any job that ran the base on images instead of
+   stored features; against the target: 1 per image, plus the probe's blanked pass;
 3. the wall time against the unavoidable forward passes (each architecture's seconds_features
    plus the probe's blanked pass, which is re-timed here on the run's shards because the probe
    records no timing), and the BatchNorm passes separately (each seconds_base, the probe's

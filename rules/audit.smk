@@ -1,6 +1,7 @@
 rule probe_borders:
     input:
         manifest=f"{SHARDS}/manifest.json",
+        shards=SHARD_FILES,
         weights=lambda wildcards: (
             [f"resources/weights/{AUDIT_ARCHITECTURE}.h5"] if USE_IMAGENET else []
         ),
@@ -47,7 +48,16 @@ rule audit_leakage:
     conda:
         "../envs/data.yaml"
     params:
-        audit=config["audit"],
+        audit={
+            k: config["audit"][k]
+            for k in (
+                "border_fraction",
+                "cv_folds",
+                "near_duplicate_bits",
+                "auc_flag",
+                "auc_warn",
+            )
+        },
         seed=config["seed"],
         n_boot=config["evaluation"]["bootstrap"],
         max_pixels=config["curation"]["max_pixels"],

@@ -2,7 +2,10 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+# This file's own folder, not workflow.basedir: when another workflow imports this one as a
+# module (`module cxr: snakefile: ...`), workflow.basedir is the importing workflow's folder.
+WORKFLOW_DIR = Path(str(workflow.current_basedir)).parent
+sys.path.insert(0, str(WORKFLOW_DIR / "scripts"))
 
 from cxr import config as cxr_config  # noqa: E402
 from cxr.errors import CxrError  # noqa: E402
@@ -17,7 +20,7 @@ user_settings = cxr_config.user_settings(
     cli_files,
     workflow.config_settings.config,
     defaults=[
-        Path(workflow.basedir) / "config.yaml",
+        WORKFLOW_DIR / "config.yaml",
         *(path for path in workflow.configfiles if path not in cli_files),
     ],
 )
@@ -25,7 +28,7 @@ try:
     resolved, PROTOCOLS = cxr_config.load(
         config,
         user_settings,
-        schema=Path(workflow.basedir) / "rules" / "config.schema.yaml",
+        schema=WORKFLOW_DIR / "rules" / "config.schema.yaml",
     )
 except CxrError as error:
     raise WorkflowError(str(error))
@@ -43,23 +46,25 @@ PRIMARY = config["protocols"]["primary"]
 
 # The results layout, written once: rules name these patterns, scripts get the paths as named
 # inputs and outputs, and nothing rebuilds a path from a pattern elsewhere.
+SYNTHETIC = "resources/synthetic"
 CURATED = "results/curated"
 SHARDS = "results/shards"
+# write_shards' TFRecord files, named as cxr.shards.write_shards names them: shards.count files
+# (declared so that --delete-all-output, --list-untracked and remote storage know them).
+SHARD_FILES = [
+    f"{SHARDS}/images-{k:05d}-of-{config['shards']['count']:05d}.tfrecord"
+    for k in range(config["shards"]["count"])
+]
 FEATURES = "results/features/{arch}"
 SPLITS = "results/{protocol}/splits"
 MODEL = "results/{protocol}/models/{arch}/{run}"
 EVAL = "results/{protocol}/eval/{arch}/{run}"
 EVAL_SUMMARY = "results/{protocol}/eval/summary.json"
+EVAL_SUMMARY_TABLE = "results/{protocol}/eval/summary.csv"
 AUDIT = "results/audit"
 COMPARISON = "results/protocols/comparison.json"
 LEARNING_CURVE = "results/{protocol}/eval/learning_curve"
 REPORT = "results/report.html"
-
-
-localrules:
-    generate_synthetic_data,
-    fetch_source,
-    fetch_weights,
 
 
 wildcard_constraints:
@@ -72,7 +77,7 @@ wildcard_constraints:
 def source_inputs(wildcards=None):
     """What curation reads: generated or downloaded roots, or the user's local copies."""
     if "synthetic" in DATASET:
-        return ["resources/synthetic/.complete"]
+        return [SYNTHETIC]
     inputs = []
     for name, spec in SOURCES.items():
         if "download" in spec:
@@ -82,6 +87,38 @@ def source_inputs(wildcards=None):
     return inputs
 
 
+# What describes a source without changing its images: the report shows it; curation and
+# fetching do not get it, so editing a licence or version text reruns only the report.
+SOURCE_DESCRIPTION = ("version", "license")
+
+
+def curation_sources():
+    """The sources as curation reads them (where and how, not their description)."""
+    return {
+        name: {
+            k: v for k, v in spec.items() if k not in (*SOURCE_DESCRIPTION, "download")
+        }
+        for name, spec in SOURCES.items()
+    }
+
+
+def fetch_spec(wildcards):
+    """What fetching one source needs: where to put it and where it comes from."""
+    spec = SOURCES[wildcards.source]
+    return {"root": spec["root"], "download": spec["download"]}
+
+
+# How and where jobs run, not what they compute: no rule gets these as params, so changing
+# them (threads, memory, a GPU, a download mirror) reruns nothing.
+EXECUTION_SETTINGS = (
+    "threads",
+    "mem_mb",
+    "runtime",
+    "gpus",
+    "require_gpu",
+    "weights_mirror",
+)
+
 # Settings that shape one architecture's base and its runs. The lists of architectures and
 # seeds (and the jobs' resources) are left out: adding an architecture must not change, hence
 # rerun, the others.
@@ -90,15 +127,10 @@ PER_JOB_TRAINING = {
     for k, v in config["training"].items()
     if k
     not in (
-        "weights_mirror",
-        "require_gpu",
+        *EXECUTION_SETTINGS,
         "architectures",
         "seeds",
         "extra_architectures",
-        "threads",
-        "mem_mb",
-        "runtime",
-        "gpus",
         "saved_base_check",
     )
 }
@@ -175,6 +207,22 @@ def protocol_facts(protocol):
     }
 
 
+def run_labels(figure):
+    """Labels of one run's figure in Snakemake's report (`snakemake --report`)."""
+
+    def labels(wildcards):
+        run = PROTOCOLS[wildcards.protocol].run(wildcards.run)
+        share = run.train_fraction
+        return {
+            "architecture": wildcards.arch,
+            "seed": run.seed,
+            "training patients": "all" if share is None else f"{share:.0%}",
+            "figure": figure,
+        }
+
+    return labels
+
+
 def learning_curve_protocols():
     return [name for name, p in PROTOCOLS.items() if p.train_fractions is not None]
 
@@ -182,7 +230,7 @@ def learning_curve_protocols():
 def final_outputs():
     return [
         f"{CURATED}/images.csv",
-        *(EVAL_SUMMARY.format(protocol=p) for p in PROTOCOLS),
+        *(EVAL_SUMMARY_TABLE.format(protocol=p) for p in PROTOCOLS),
         *(
             f"{LEARNING_CURVE.format(protocol=p)}.png"
             for p in learning_curve_protocols()
@@ -194,8 +242,39 @@ def final_outputs():
 
 
 def report_templates():
-    """Templates and styles: editing one reruns only the report."""
-    root = Path(workflow.basedir) / "report"
+    """Templates and styles: editing one reruns only the report. Relative to the working
+    directory, so that moving or re-cloning the checkout does not change the inputs."""
+    root = WORKFLOW_DIR / "report"
     return sorted(
-        str(p) for p in root.glob("*") if p.suffix in {".j2", ".css", ".html"}
+        os.path.relpath(p)
+        for p in root.glob("*")
+        if p.suffix in {".j2", ".css", ".html"}
     )
+
+
+def report_config():
+    """The config as the report records it: the dataset that ran, without the settings of how
+    jobs run (EXECUTION_SETTINGS), which change no result."""
+    recorded = {k: v for k, v in config.items() if k != "datasets"}
+    recorded["datasets"] = {config["dataset"]: DATASET}
+    recorded["training"] = {
+        k: v for k, v in config["training"].items() if k not in EXECUTION_SETTINGS
+    }
+    return recorded
+
+
+def tensorflow_env(name):
+    """The conda env of the TensorFlow jobs of `name`: the CUDA build where they must run
+    on a GPU (training.require_gpu, or a profile's `require_gpu` resource, as in
+    profiles/slurm), else the plain build, which installs anywhere."""
+
+    def env(wildcards):
+        # The rule's resources include the profile's set-resources, under the rule's final
+        # name (`cxr_train_model` where another workflow imports this one as a module).
+        resource = getattr(rules, name).rule.resources.get("require_gpu")
+        required = getattr(resource, "value", resource)
+        if config["training"]["require_gpu"] or required:
+            return "../envs/tf-gpu.yaml"
+        return "../envs/tf.yaml"
+
+    return env

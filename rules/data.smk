@@ -3,15 +3,17 @@ from cxr import listing as cxr_listing
 
 rule generate_synthetic_data:
     output:
-        touch("resources/synthetic/.complete"),
+        directory(SYNTHETIC),
     log:
         "logs/generate_synthetic_data.log",
+    # Runs where Snakemake runs: a few seconds, not worth a cluster job.
+    localrule: True
     conda:
         "../envs/data.yaml"
     params:
         settings=DATASET.get("synthetic", {}),
         seed=config["seed"],
-        out_dir=lambda wildcards, output: os.path.dirname(output[0]),
+        out_dir=lambda wildcards, output: output[0],
     script:
         "../scripts/generate_synthetic_data.py"
 
@@ -21,10 +23,12 @@ rule fetch_source:
         touch("resources/sources/{source}.complete"),
     log:
         "logs/fetch_source/{source}.log",
+    # Runs where Snakemake runs (the login node): compute nodes may have no internet.
+    localrule: True
     conda:
         "../envs/data.yaml"
     params:
-        spec=lambda wildcards: SOURCES[wildcards.source],
+        spec=fetch_spec,
     script:
         "../scripts/fetch_source.py"
 
@@ -71,7 +75,7 @@ rule curate_images:
     conda:
         "../envs/data.yaml"
     params:
-        sources=SOURCES,
+        sources=curation_sources(),
         curation=config["curation"],
         chroma_threshold=config["marks"]["chroma_threshold"],
         labels=config["labels"],
@@ -107,6 +111,7 @@ rule write_shards:
         images=f"{CURATED}/images.csv",
     output:
         manifest=f"{SHARDS}/manifest.json",
+        shards=SHARD_FILES,
     log:
         "logs/write_shards.log",
     benchmark:

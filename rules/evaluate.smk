@@ -7,6 +7,7 @@ rule evaluate_model:
         features=f"{FEATURES}/features.npy",
         table=f"{FEATURES}/features.csv",
         manifest=f"{SHARDS}/manifest.json",
+        shards=SHARD_FILES,
         splits=f"{SPLITS}/splits.csv",
     output:
         metrics=f"{EVAL}.json",
@@ -16,21 +17,21 @@ rule evaluate_model:
             caption="../report/captions/roc.rst",
             category="Results",
             subcategory="{protocol}",
-            labels={"architecture": "{arch}", "run": "{run}", "figure": "ROC"},
+            labels=run_labels("ROC"),
         ),
         confusion=report(
             f"{EVAL}.confusion.png",
             caption="../report/captions/confusion.rst",
             category="Results",
             subcategory="{protocol}",
-            labels={"architecture": "{arch}", "run": "{run}", "figure": "confusion"},
+            labels=run_labels("confusion"),
         ),
         curves=report(
             f"{EVAL}.curves.png",
             caption="../report/captions/curves.rst",
             category="Training",
             subcategory="{protocol}",
-            labels={"architecture": "{arch}", "run": "{run}", "figure": "curves"},
+            labels=run_labels("curves"),
         ),
     log:
         "logs/evaluate_model/{protocol}/{arch}/{run}.log",
@@ -65,16 +66,39 @@ rule summarise_evaluations:
         "../scripts/summarise_evaluations.py"
 
 
+rule tabulate_evaluations:
+    input:
+        summary=EVAL_SUMMARY,
+    output:
+        table=report(
+            EVAL_SUMMARY_TABLE,
+            caption="../report/captions/metrics.rst",
+            category="Summaries",
+            labels={"protocol": "{protocol}", "content": "test metrics over runs"},
+        ),
+    log:
+        "logs/tabulate_evaluations/{protocol}.log",
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/tabulate_evaluations.py"
+
+
 rule plot_learning_curve:
     input:
         summary=EVAL_SUMMARY,
     output:
-        table=f"{LEARNING_CURVE}.csv",
+        table=report(
+            f"{LEARNING_CURVE}.csv",
+            caption="../report/captions/learning_curve.rst",
+            category="Summaries",
+            labels={"protocol": "{protocol}", "content": "learning curve (table)"},
+        ),
         plot=report(
             f"{LEARNING_CURVE}.png",
             caption="../report/captions/learning_curve.rst",
-            category="Results",
-            subcategory="{protocol}",
+            category="Summaries",
+            labels={"protocol": "{protocol}", "content": "learning curve (plot)"},
         ),
     log:
         "logs/plot_learning_curve/{protocol}.log",

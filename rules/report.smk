@@ -44,7 +44,7 @@ rule render_report:
     conda:
         "../envs/report.yaml"
     params:
-        config=config,
+        config=report_config(),
         labels=config["labels"],
         sources=SOURCES,
         protocols=[

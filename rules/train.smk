@@ -4,6 +4,8 @@ rule fetch_weights:
         checksum="resources/weights/{arch}.h5.sha256",
     log:
         "logs/fetch_weights/{arch}.log",
+    # Runs where Snakemake runs (the login node): compute nodes may have no internet.
+    localrule: True
     conda:
         "../envs/tf.yaml"
     params:
@@ -15,6 +17,7 @@ rule fetch_weights:
 rule extract_features:
     input:
         manifest=f"{SHARDS}/manifest.json",
+        shards=SHARD_FILES,
         weights=weights_input,
     output:
         base=f"{FEATURES}/base.keras",
@@ -26,7 +29,7 @@ rule extract_features:
     benchmark:
         "results/benchmarks/extract_features/{arch}.tsv"
     conda:
-        "../envs/tf.yaml"
+        tensorflow_env("extract_features")
     threads: config["training"]["threads"]
     resources:
         gpu=config["training"]["gpus"],
@@ -48,6 +51,7 @@ rule train_model:
         base=f"{FEATURES}/base.keras",
         feature_summary=f"{FEATURES}/summary.json",
         manifest=f"{SHARDS}/manifest.json",
+        shards=SHARD_FILES,
         splits=f"{SPLITS}/splits.csv",
     output:
         model=f"{MODEL}/model.keras",
@@ -59,7 +63,7 @@ rule train_model:
     benchmark:
         "results/benchmarks/train_model/{protocol}/{arch}/{run}.tsv"
     conda:
-        "../envs/tf.yaml"
+        tensorflow_env("train_model")
     threads: config["training"]["threads"]
     resources:
         gpu=config["training"]["gpus"],

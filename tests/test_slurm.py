@@ -1,21 +1,28 @@
 """The real workflow (tiny config) on a single-node SLURM cluster started on localhost, through
 profiles/slurm-localhost: training jobs ask for a GPU, every job completes, and a training job
 killed with scancel (as pre-emption does) resumes from its last epoch when resubmitted. Also
-checks the user profile without a cluster."""
+checks the user profile without a cluster: the sbatch lines it makes, with stand-in SLURM
+commands (tests/scratch.py), for its --gpus and its documented --gres variant."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import re
+import shlex
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from scratch import fake_slurm, sbatch_calls, snakemake, touch_finished
+
 REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = REPO / ".venv" / "bin" / "snakemake"
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 PROFILE = REPO / "profiles" / "slurm-localhost"
 SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: \S*/rule_(\w+)/")
 SBATCH_CALL = re.compile(r"^.*sbatch call: (sbatch .*)$", re.MULTILINE)
@@ -101,25 +108,135 @@ def test_real_workflow_on_slurm_with_gpu_and_resume(slurm_cluster, tmp_path, cap
 
 
 def test_profiles_keep_cluster_settings_out_of_default() -> None:
-    """The user profile submits training with one GPU; profiles/default stays local."""
+    """The user profile submits training with one GPU; profiles/default stays local and lets
+    one GPU job run at a time."""
     profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
     assert profile["executor"] == "slurm"
-    assert profile["set-resources"]["train_model"]["gpu"] == 1
-    assert profile["set-resources"]["train_model"]["slurm_partition"] == "gpu"
+    for rule in GPU_RULES:
+        assert profile["set-resources"][rule]["gpu"] == 1
+        assert profile["set-resources"][rule]["require_gpu"] == 1
+        assert profile["set-resources"][rule]["slurm_partition"] == "gpu"
     test_profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
     assert test_profile["slurm-status-command"] == "squeue"  # no slurmdbd on the test cluster
-    default = REPO / "profiles/default/config.yaml"
-    if default.exists():
-        assert "executor" not in (yaml.safe_load(default.read_text()) or {})
+    default = yaml.safe_load((REPO / "profiles/default/config.yaml").read_text())
+    assert "executor" not in default
+    assert default["resources"] == {"gpu": 1}
 
 
 def test_slurm_profile_parses_in_dry_run(tmp_path: Path) -> None:
-    """`snakemake --profile profiles/slurm -n` plans the real workflow (no cluster needed)."""
+    """`snakemake --workflow-profile profiles/slurm -n` plans the real workflow (no cluster)."""
     command = [
-        str(SNAKEMAKE), "--profile", str(REPO / "profiles/slurm"), "-n", "-s",
+        str(SNAKEMAKE), "--workflow-profile", str(REPO / "profiles/slurm"), "-n", "-s",
         str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile", *map(str, CONFIGS),
     ]  # fmt: skip
     run = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-4000:]
     train = run.stdout.split("rule train_model:")[1].split("\n\n")[0]
     assert "gpu=1" in train and "slurm_partition=gpu" in train and "cpus_per_gpu=8" in train
+    assert "require_gpu=1" in train
+
+
+# ------------------------------------------------ sbatch lines, with stand-in SLURM commands
+
+# One job of each kind whose inputs are up to date in a finished scratch run: a base (GPU), a
+# head (GPU, another architecture so it does not wait for that base) and a split (CPU).
+SUBMITTED_TARGETS = {
+    "extract_features": "results/features/DenseNet121/summary.json",
+    "train_model": "results/patient/models/MobileNet/seed0/summary.json",
+    "split_protocol": "results/article/splits/summary.json",
+}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """The tiny workflow as if it had run (empty outputs, provenance recorded)."""
+    workdir = tmp_path_factory.mktemp("finished")
+    touch_finished(workdir)
+    return workdir
+
+
+def submit(profile_dir: Path, workdir: Path, bin_dir: Path) -> dict[str, list[str]]:
+    """Run the profile on SUBMITTED_TARGETS with stand-in SLURM commands (each submitted job
+    reported FAILED at once); return each rule's sbatch arguments."""
+    targets = list(SUBMITTED_TARGETS.values())
+    fake = fake_slurm(bin_dir)
+    run = snakemake(
+        "--workflow-profile", str(profile_dir), "--retries", "0", "--latency-wait", "0",
+        "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1",
+        "--forcerun", *targets, "--", *targets,
+        workdir=workdir, path=fake, check=False, timeout=180,
+    )  # fmt: skip
+    calls = {}
+    for line in sbatch_calls(fake):
+        options, _, wrapped = line.partition(" --wrap=")
+        rule = re.search(r"--comment rule_(\w+?)(?:_wildcards_\S+)?(?: |$)", options).group(1)
+        calls[rule] = [*shlex.split(options), "--wrap", wrapped]
+    assert set(calls) == set(SUBMITTED_TARGETS), run.stdout[-3000:] + run.stderr[-3000:]
+    return calls
+
+
+def job_resources(args: list[str]) -> set[str]:
+    """The `rule:resource=value` overrides that the job's own Snakemake gets (--set-resources,
+    base64-encoded by Snakemake on the wrapped command line)."""
+    wrapped = shlex.split(args[args.index("--wrap") + 1])
+    values = wrapped[wrapped.index("--set-resources") + 1 :]
+    decoded = set()
+    for value in values:
+        if not value.startswith("base64//"):
+            break
+        decoded.add(base64.b64decode(value.removeprefix("base64//")).decode())
+    return decoded
+
+
+def test_slurm_profile_submits_gpu_jobs_with_gpus(finished, tmp_path):
+    calls = submit(REPO / "profiles/slurm", finished, tmp_path / "bin")
+    for rule in GPU_RULES:
+        options = calls[rule][: calls[rule].index("--wrap")]
+        assert "--gpus=1" in options and "--cpus-per-gpu=8" in options, options
+        assert not [a for a in options if a.startswith("--gres")], options
+        assert options[options.index("-p") + 1] == "gpu"
+        # The job's own Snakemake gets require_gpu, which makes it fail without a GPU.
+        assert f"{rule}:require_gpu=1" in job_resources(calls[rule])
+    cpu = calls["split_protocol"][: calls["split_protocol"].index("--wrap")]
+    assert not [a for a in cpu if a.startswith(("--gpus", "--gres", "--cpus-per-gpu"))], cpu
+    assert cpu[cpu.index("-p") + 1] == "cpu"
+
+
+def test_gres_variant_of_the_slurm_profile_sends_gres_only(finished, tmp_path):
+    """The profile's documented switch for clusters that only take --gres, applied as written:
+    `gpu: 1` replaced by `gpu: 0` and `gres: "gpu:1"`."""
+    text = (REPO / "profiles/slurm/config.yaml").read_text()
+    assert text.count("\n    gpu: 1\n") == 1, "the switch is one line in extract_features' block"
+    profile = tmp_path / "slurm-gres"
+    profile.mkdir()
+    (profile / "config.yaml").write_text(
+        text.replace("\n    gpu: 1\n", '\n    gpu: 0\n    gres: "gpu:1"\n')
+    )
+    calls = submit(profile, finished, tmp_path / "bin")
+    for rule in GPU_RULES:
+        options = calls[rule][: calls[rule].index("--wrap")]
+        assert "--gres=gpu:1" in options and "--cpus-per-gpu=8" in options, options
+        assert not [a for a in options if a.startswith("--gpus")], options
+    cpu = calls["split_protocol"][: calls["split_protocol"].index("--wrap")]
+    assert not [a for a in cpu if a.startswith(("--gpus", "--gres"))], cpu
+
+
+@pytest.mark.slow
+def test_a_gpu_job_without_a_gpu_fails_at_once_saying_why(finished):
+    """The resource the profile sets reaches the job, which stops before touching its inputs
+    (here empty files) when TensorFlow sees no GPU; CUDA_VISIBLE_DEVICES hides any GPU."""
+    target = SUBMITTED_TARGETS["extract_features"]
+    started = time.monotonic()
+    run = subprocess.run(
+        [
+            str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(finished),
+            "--configfile", *map(str, CONFIGS[:2]), "--cores", "1",
+            "--set-resources", "extract_features:require_gpu=1", "--forcerun", target, "--", target,
+        ],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )  # fmt: skip
+    seconds = time.monotonic() - started
+    assert run.returncode != 0
+    log = (finished / "logs/extract_features/DenseNet121.log").read_text()
+    assert "a GPU is required" in log, log[-2000:]
+    assert seconds < 120, f"took {seconds:.0f} s"

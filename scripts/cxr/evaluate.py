@@ -116,6 +116,21 @@ def summarise(evaluations: list[dict]) -> dict:
     return summary
 
 
+def summary_table(summary: dict) -> pd.DataFrame:
+    """summarise()'s per-architecture entries as one row each: the number of runs, the test
+    size, and each metric's mean, SD, min and max over the runs (the learning curve left out)."""
+    rows = []
+    for arch, entry in summary.items():
+        if arch == "learning_curve":
+            continue
+        row = {"architecture": arch, "runs": len(entry["seeds"]), "n_test": entry["n_test"]}
+        for key, spread in entry.items():
+            if isinstance(spread, dict):
+                row.update({f"{key}_{stat}": spread[stat] for stat in ("mean", "sd", "min", "max")})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def _by(evaluations: list[dict], key: str) -> dict:
     groups: dict = {}
     for ev in evaluations:

@@ -35,17 +35,24 @@ def run_tensorflow_job(sm: Any, job: str, **extra_params: Any) -> Any:
     """Run the `cxr.jobs` function `job` for a Snakemake `script:` object, by keyword.
 
     TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, at import, so it is set here from the job's
-    training settings before cxr.jobs (which imports TensorFlow) is imported."""
+    training settings before cxr.jobs (which imports TensorFlow) is imported.
+
+    A job whose resources include `require_gpu` (a profile sets it for the jobs it sends to GPU
+    nodes: profiles/slurm) must see a GPU, whatever training.require_gpu says: a resource, not
+    a param, so that it reruns nothing."""
     import os
 
     os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if sm.params.training["onednn"] else "0"
     from cxr import jobs
 
+    params = {**dict(sm.params.items()), **extra_params}
+    if sm.resources.get("require_gpu"):
+        params["require_gpu"] = True
     return run_logged(
         sm.log[0],
         getattr(jobs, job),
         inputs=dict(sm.input.items()),
         outputs=dict(sm.output.items()),
-        params={**dict(sm.params.items()), **extra_params},
+        params=params,
         threads=sm.threads,
     )

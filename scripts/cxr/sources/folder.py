@@ -61,7 +61,9 @@ def load_records(name: str, root: Path, spec: dict) -> pd.DataFrame:
                 "finding": "",
                 "view": "",
                 "modality": "X-ray",
-                "license": spec.get("license", ""),
+                # A folder carries no per-image licence; the source's own (config) is shown by
+                # the report, and curation does not get it, so editing it reruns no model.
+                "license": "",
                 "url": "",
                 "notes": "",
                 "pre_exclusion": reason,

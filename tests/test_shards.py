@@ -54,3 +54,16 @@ def test_load_images_picks_ids_in_the_order_asked(curated, tmp_path):
     assert np.array_equal(images[1], everything[full.index[full["id"] == ids[1]][0]])
     with pytest.raises(DataError, match="not in the shards"):
         load_images(tmp_path / "manifest.json", ["nope/x.png"])
+
+
+def test_fewer_images_than_shards_gives_empty_shards(curated, tmp_path):
+    """The rule declares `shards.count` files before curation: each exists, some empty."""
+    from cxr.io import write_json
+
+    two = curated.sort_values("id").head(2)
+    manifest = write_shards(two, tmp_path, image_size=32, count=4, max_pixels=10**7)
+    assert [s["count"] for s in manifest["shards"]] == [1, 1, 0, 0]
+    assert all((tmp_path / s["file"]).is_file() for s in manifest["shards"])
+    write_json(tmp_path / "manifest.json", manifest)
+    _, table = load_images(tmp_path / "manifest.json")
+    assert sorted(table["id"]) == sorted(two["id"])

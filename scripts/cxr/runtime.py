@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import platform
 from collections.abc import Iterator
 from typing import Any
 
@@ -49,6 +50,14 @@ def configure_tensorflow(threads: int, *, deterministic: bool = True) -> dict[st
         )
     if deterministic:
         tf.config.experimental.enable_op_determinism()
+    for gpu in tf.config.list_physical_devices("GPU"):
+        # Allocate GPU memory as needed, not all of it at once, so that two jobs can share a
+        # GPU (profiles/default still runs one GPU job at a time). Only possible before the
+        # runtime starts, like the threads.
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            logger.warning("TensorFlow is already running; GPU memory growth left as it is")
     return {
         "devices": list_devices(),
         "threads": {
@@ -66,13 +75,17 @@ def configure_tensorflow(threads: int, *, deterministic: bool = True) -> dict[st
 
 def require_gpu(devices: dict[str, Any]) -> None:
     """Raise CxrError when no GPU is visible (`devices`: configure_tensorflow's result or its
-    "devices" entry)."""
-    gpus = devices.get("devices", devices).get("gpu", [])
-    if not gpus:
+    "devices" entry), naming the node and what TensorFlow saw."""
+    seen = devices.get("devices", devices)
+    if not seen.get("gpu"):
         raise CxrError(
-            "a GPU is required (config asks for one) but TensorFlow sees none: check that the "
-            "job runs on a GPU node with CUDA drivers and a GPU-enabled TensorFlow, or turn "
-            "the GPU requirement off in config to train on CPU"
+            f"a GPU is required but TensorFlow {tf.__version__} on node {platform.node()} sees "
+            f"none (devices: {seen}; CUDA_VISIBLE_DEVICES="
+            f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r}; built with CUDA: "
+            f"{tf.test.is_built_with_cuda()}). On a GPU node, install requirements-gpu.txt "
+            "(or use envs/tf-gpu.yaml) and check that SLURM gave the job a GPU; to train on the "
+            "CPU instead, set training.require_gpu: false and remove require_gpu from the "
+            "profile's set-resources"
         )
 
 

@@ -61,8 +61,8 @@ def write_shards(
     count: int,
     max_pixels: int,
 ) -> dict:
-    """Write every curated image once into `images-<k>-of-<n>.tfrecord` files and return the
-    manifest (the caller writes it). Which image a protocol trains or tests on is its split
+    """Write every curated image once into exactly `count` files `images-<k>-of-<count>.tfrecord`
+    (some empty when there are fewer images than files) and return the manifest (the caller writes it). Which image a protocol trains or tests on is its split
     table's business, so adding a protocol never rewrites a shard."""
     import tensorflow as tf
 
@@ -72,7 +72,9 @@ def write_shards(
     # linger beside the new ones; only the manifest says which are current.
     for stale in [*out_dir.glob("*.tfrecord"), *out_dir.glob(".*.tfrecord.part")]:
         stale.unlink()
-    n = min(count, len(frame))
+    # Exactly `count` files, some empty when there are fewer images: the rule declares them
+    # before curation says how many images there are.
+    n = count
     entries = []
     done = 0
     for k in range(n):

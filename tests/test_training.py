@@ -78,9 +78,9 @@ def test_settings_validation():
 
 
 def test_require_gpu():
-    from cxr.runtime import require_gpu
-
     import platform
+
+    from cxr.runtime import require_gpu
 
     with pytest.raises(CxrError, match="sees none") as caught:
         require_gpu({"devices": {"cpu": ["/physical_device:CPU:0"], "gpu": []}})

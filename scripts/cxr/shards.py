@@ -61,9 +61,10 @@ def write_shards(
     count: int,
     max_pixels: int,
 ) -> dict:
-    """Write every curated image once into exactly `count` files `images-<k>-of-<count>.tfrecord`
-    (some empty when there are fewer images than files) and return the manifest (the caller writes it). Which image a protocol trains or tests on is its split
-    table's business, so adding a protocol never rewrites a shard."""
+    """Write every curated image once into exactly `count` files
+    `images-<k>-of-<count>.tfrecord` (some empty when there are fewer images than files) and
+    return the manifest (the caller writes it). Which image a protocol trains or tests on is
+    its split table's business, so adding a protocol never rewrites a shard."""
     import tensorflow as tf
 
     frame = images.sort_values("id").reset_index(drop=True)

@@ -123,6 +123,14 @@ def _resample_indices(codes: np.ndarray, n_boot: int, rng: np.random.Generator) 
     return np.split(flat, np.cumsum(per_boot)[:-1])
 
 
+def _percentile_interval(values: list[float], alpha: float) -> list[float] | None:
+    """The (1 - alpha) percentile interval of bootstrap replicates; None when there are none."""
+    if not values:
+        return None
+    lo, hi = np.percentile(values, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return [float(lo), float(hi)]
+
+
 def cluster_bootstrap(
     y_true: Any,
     prob: Any,
@@ -152,10 +160,7 @@ def cluster_bootstrap(
         value = _finite_or_none(statistic(y[idx], p[idx]))
         if value is not None:
             values.append(value)
-    ci = None
-    if values:
-        lo, hi = np.percentile(values, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-        ci = [float(lo), float(hi)]
+    ci = _percentile_interval(values, alpha)
     return {
         "ci95": ci,
         "n_boot": int(n_boot),
@@ -324,10 +329,7 @@ def bootstrap_difference(
         )
         if sa is not None and sb is not None:
             values.append(sa - sb)
-    ci = None
-    if values:
-        lo, hi = np.percentile(values, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-        ci = [float(lo), float(hi)]
+    ci = _percentile_interval(values, alpha)
     return {
         "value": value,
         "ci95": ci,

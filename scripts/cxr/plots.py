@@ -19,8 +19,9 @@ PNG_META = {"Software": None}
 
 def _save(fig, path: str | Path) -> None:
     try:
-        with atomic_path(path) as tmp:  # matplotlib picks the format from the suffix
-            fig.savefig(tmp, dpi=100, bbox_inches="tight", metadata=PNG_META)
+        with atomic_path(path) as tmp:
+            # Every figure is a PNG, whatever the file is named (the report embeds PNGs).
+            fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight", metadata=PNG_META)
     finally:
         plt.close(fig)
 

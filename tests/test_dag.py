@@ -17,6 +17,9 @@ import pytest
 from conftest import REPO
 from scratch import CONFIGS, fake_conda, planned_jobs, snakemake, touch_finished
 
+# Each test runs Snakemake itself (dry runs and --touch runs over the whole DAG): seconds each.
+pytestmark = pytest.mark.slow
+
 SHARD_FILES = [f"results/shards/images-{k:05d}-of-00004.tfrecord" for k in range(4)]
 
 

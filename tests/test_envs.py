@@ -194,6 +194,7 @@ def test_the_slurm_profile_puts_gpu_jobs_in_the_gpu_env(conda_bin, tmp_path):
     assert conda_envs(conda_bin, tmp_path, *profile) == {"data.yaml", "tf.yaml", "tf-gpu.yaml"}
 
 
+@pytest.mark.slow  # Snakemake plans the DAG with stand-in conda
 def test_the_gpu_env_follows_the_rules_own_require_gpu(conda_bin, tmp_path):
     extract = ["--set-resources", "extract_features:require_gpu=1"]
     assert conda_envs(conda_bin, tmp_path, *extract) == {"data.yaml", "tf.yaml", "tf-gpu.yaml"}

@@ -188,6 +188,7 @@ def job_resources(args: list[str]) -> set[str]:
     return decoded
 
 
+@pytest.mark.slow  # runs the workflow through the plugin against stand-in SLURM commands
 def test_slurm_profile_submits_gpu_jobs_with_gpus(finished, tmp_path):
     calls = submit(REPO / "profiles/slurm", finished, tmp_path / "bin")
     for rule in GPU_RULES:
@@ -202,6 +203,7 @@ def test_slurm_profile_submits_gpu_jobs_with_gpus(finished, tmp_path):
     assert cpu[cpu.index("-p") + 1] == "cpu"
 
 
+@pytest.mark.slow  # runs the workflow through the plugin against stand-in SLURM commands
 def test_gres_variant_of_the_slurm_profile_sends_gres_only(finished, tmp_path):
     """The profile's documented switch for clusters that only take --gres, applied as written:
     `gpu: 1` replaced by `gpu: 0` and `gres: "gpu:1"`."""

@@ -1,9 +1,7 @@
 """Entry point of rule compare_protocols."""
 
-import pandas as pd
-
 from cxr.compare import compare_protocols
-from cxr.io import read_json, write_json
+from cxr.io import read_json, read_table, write_json
 from cxr.logs import run_logged
 
 
@@ -11,7 +9,7 @@ def main(*, inputs: dict, outputs: dict, params: dict) -> None:
     runs = [
         {
             "evaluation": read_json(ev),
-            "predictions": pd.read_csv(pred, dtype={"patient": str}, keep_default_na=False),
+            "predictions": read_table(pred),
         }
         for ev, pred in zip(inputs["evaluations"], inputs["predictions"], strict=True)
     ]

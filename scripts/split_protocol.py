@@ -1,14 +1,12 @@
 """Entry point of rule split_protocol."""
 
-import pandas as pd
-
-from cxr.io import write_csv, write_json
+from cxr.io import read_table, write_csv, write_json
 from cxr.logs import run_logged
 from cxr.split import split_protocol
 
 
 def main(*, inputs: dict, outputs: dict, params: dict) -> None:
-    images = pd.read_csv(inputs["images"], dtype={"patient": str}, keep_default_na=False)
+    images = read_table(inputs["images"])
     splits, removed, summary = split_protocol(images, params["split"], params["marks"])
     write_csv(outputs["splits"], splits)
     write_csv(outputs["removed"], removed)

@@ -2,15 +2,13 @@
 
 from pathlib import Path
 
-import pandas as pd
-
-from cxr.io import write_json
+from cxr.io import read_table, write_json
 from cxr.logs import run_logged
 from cxr.shards import write_shards
 
 
 def main(*, inputs: dict, outputs: dict, params: dict) -> None:
-    images = pd.read_csv(inputs["images"], dtype={"patient": str}, keep_default_na=False)
+    images = read_table(inputs["images"])
     manifest = write_shards(
         images,
         Path(outputs["manifest"]).parent,

@@ -76,6 +76,14 @@ def _unencodable_cell(frame) -> str:
     return "a value has no UTF-8 form"
 
 
+def read_table(path: str | os.PathLike):
+    """One of the workflow's CSVs (images, exclusions, splits, removals, predictions, feature
+    tables) as written by write_csv: ids and patient ids as text, empty cells as ""."""
+    import pandas as pd
+
+    return pd.read_csv(path, dtype={"patient": str, "id": str}, keep_default_na=False)
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from cxr.architectures import resolve_architectures
 from cxr.errors import DataError
-from cxr.io import atomic_open, read_json, sha256_file, write_csv, write_json
+from cxr.io import atomic_open, read_json, read_table, sha256_file, write_csv, write_json
 
 log = logging.getLogger(__name__)
 RANDOM_WEIGHTS = "none (random, BatchNorm recalibrated)"
@@ -55,10 +55,6 @@ def _runtime(threads: int, require_gpu: bool = False) -> dict[str, Any]:
     return runtime
 
 
-def _read_table(path: str | Path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={"patient": str, "id": str}, keep_default_na=False)
-
-
 # --------------------------------------------------------------------------- base features
 
 
@@ -67,7 +63,7 @@ def extract_features_job(*, inputs: dict, outputs: dict, params: dict, threads: 
     training-role images), save it, and store its features of every curated image."""
     import time
 
-    from cxr.models import preprocess, save_model
+    from cxr.models import save_model
     from cxr.shards import load_images
     from cxr.training import base_features, prepare_base
 
@@ -123,7 +119,6 @@ def extract_features_job(*, inputs: dict, outputs: dict, params: dict, threads: 
         "seconds_base": round(seconds_base, 3),
         "seconds_features": round(seconds_features, 3),
         "runtime": runtime,
-        "preprocess": preprocess.__module__,
     }
     write_json(outputs["summary"], summary)
     return summary
@@ -157,7 +152,7 @@ def check_saved_base(
 
 def _stored_features(inputs: dict) -> tuple[np.ndarray, pd.Series]:
     features = np.load(inputs["features"], mmap_mode="r")
-    table = _read_table(inputs["table"])
+    table = read_table(inputs["table"])
     if len(table) != len(features):
         raise DataError(
             f"{inputs['features']} has {len(features)} rows but {inputs['table']} names "
@@ -208,7 +203,7 @@ def train_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> dic
     for name, file in expected.items():
         if Path(outputs[name]) != out_dir / file:
             raise DataError(f"output {name} must be {out_dir / file}, is {outputs[name]}")
-    splits = _read_table(inputs["splits"])
+    splits = read_table(inputs["splits"])
     train_rows, val_rows = training_rows(splits, run)
     log.info(
         "protocol %s, run %s: %d training images of %d patients, %d validation images",
@@ -304,7 +299,7 @@ def evaluate_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> 
 
     _runtime(threads)
     evaluation, labels = params["evaluation"], params["labels"]
-    splits = _read_table(inputs["splits"])
+    splits = read_table(inputs["splits"])
     frame = splits[splits["split"].isin(["test", "external"])].sort_values(["split", "id"])
     frame = frame.reset_index(drop=True)
     prob, how = predict_run(inputs, params, frame)
@@ -381,9 +376,9 @@ def border_probe_job(*, inputs: dict, outputs: dict, params: dict, threads: int)
 
     from cxr import plots
     from cxr.audit import grouped_cv_probabilities, probe_result
-    from cxr.models import build_base, preprocess, recalibrate_batchnorm
+    from cxr.models import preprocess
     from cxr.shards import load_images
-    from cxr.training import TrainSettings, seeded_head
+    from cxr.training import TrainSettings, prepare_base, seeded_head
 
     _runtime(threads)
     training, audit = params["training"], params["audit"]
@@ -401,11 +396,8 @@ def border_probe_job(*, inputs: dict, outputs: dict, params: dict, threads: int)
     path = weights_file(inputs.get("weights"))
     # Its own base, recalibrated on the blanked images themselves: BatchNorm statistics of
     # whole images would not describe what this probe feeds the base.
-    keras.utils.set_random_seed(seed)
-    base = build_base(arch, size, path)
+    base, _ = prepare_base(arch, images, image_size=size, weights=path, seed=seed, batch_size=batch)
     x = preprocess(arch, images, size)
-    if path is None:
-        recalibrate_batchnorm(base, x, batch)
     features = np.asarray(base.predict(x, batch_size=32, verbose=0), dtype=np.float32)
     log.info("border probe: %d images, features %s", len(y), features.shape[1:])
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import jinja2
 
-from cxr.io import atomic_open, read_json, sha256_file
+from cxr.io import atomic_open, read_json, read_table, sha256_file
 from cxr.report import (
     caveats,
     checklist,
@@ -25,7 +25,6 @@ from cxr.report import (
     summary,
     training,
 )
-from cxr.report.data import read_table
 from cxr.report.formatting import detectable_difference, est, num, pct, pct_est, short, width_points
 from cxr.report.reproducibility import PACKAGES, commands, git_commit, package_versions
 

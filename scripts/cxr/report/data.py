@@ -16,11 +16,6 @@ log = logging.getLogger(__name__)
 SPLIT_ORDER = ("train", "val", "test", "external")
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """One of the workflow's CSVs (images, exclusions, splits, removals), patient ids as text."""
-    return pd.read_csv(path, dtype={"patient": str}, keep_default_na=False)
-
-
 def source_rows(sources: dict) -> list[dict]:
     rows = []
     for name, spec in sources.items():

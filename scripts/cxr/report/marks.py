@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cxr.report.data import read_table
+from cxr.io import read_table
 from cxr.report.figures import crop_uri
 from cxr.report.formatting import num
 

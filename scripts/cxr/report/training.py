@@ -7,8 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from cxr.errors import DataError
-from cxr.io import read_json
-from cxr.report.data import read_table
+from cxr.io import read_json, read_table
 from cxr.report.figures import png_file_uri
 from cxr.report.results import misclassified
 

@@ -27,6 +27,9 @@ LINUX = [f"manylinux_2_{v}_x86_64" for v in (28, 27, 17, 12, 5)] + [
 MACOS = [f"macosx_{v}_0_arm64" for v in (14, 13, 12, 11)] + ["macosx_10_9_universal2"]
 
 # name: (what its rules do, requirements file, top-level packages, platforms)
+# What the TensorFlow jobs import; tf and tf-gpu differ only in the TensorFlow build.
+TF_PACKAGES = ["tensorflow", "keras", "protobuf", "numpy", "pandas", "scikit-learn", "scipy",
+               "statsmodels", "pillow", "imagehash", "matplotlib", "seaborn", "pyyaml"]  # fmt: skip
 ENVS = {
     "data": (
         "Curation, splits, shards' inputs and audit statistics.",
@@ -46,8 +49,7 @@ ENVS = {
         "# installs on any machine (macOS included) without CUDA. Jobs that must run on a GPU use\n"
         "# envs/tf-gpu.yaml instead (rules/common.smk: tensorflow_env).",
         "requirements.txt",
-        ["tensorflow", "keras", "protobuf", "numpy", "pandas", "scikit-learn", "scipy",
-         "statsmodels", "pillow", "imagehash", "matplotlib", "seaborn", "pyyaml"],
+        TF_PACKAGES,
         {"Linux x86_64": LINUX, "macOS arm64": MACOS},
     ),
     "tf-gpu": (
@@ -56,8 +58,7 @@ ENVS = {
         "# resource, as in profiles/slurm). Linux x86_64 only; the wheels install on a GPU-less\n"
         "# login node too (`snakemake --conda-create-envs-only`); they need an NVIDIA driver.",
         "requirements-gpu.txt",
-        ["tensorflow", "keras", "protobuf", "numpy", "pandas", "scikit-learn", "scipy",
-         "statsmodels", "pillow", "imagehash", "matplotlib", "seaborn", "pyyaml"],
+        TF_PACKAGES,
         {"Linux x86_64": LINUX},
     ),
 }  # fmt: skip

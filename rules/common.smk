@@ -10,6 +10,7 @@ sys.path.insert(0, str(WORKFLOW_DIR / "scripts"))
 from cxr import config as cxr_config  # noqa: E402
 from cxr.errors import CxrError  # noqa: E402
 from cxr.protocols import RUN_NAME  # noqa: E402
+from cxr.shards import shard_names  # noqa: E402
 
 # The dataset's overrides, then what the user wrote over them (--configfile files, then
 # --config; the workflow's own config.yaml holds defaults, wherever it is given from), the
@@ -49,12 +50,9 @@ PRIMARY = config["protocols"]["primary"]
 SYNTHETIC = "resources/synthetic"
 CURATED = "results/curated"
 SHARDS = "results/shards"
-# write_shards' TFRecord files, named as cxr.shards.write_shards names them: shards.count files
-# (declared so that --delete-all-output, --list-untracked and remote storage know them).
-SHARD_FILES = [
-    f"{SHARDS}/images-{k:05d}-of-{config['shards']['count']:05d}.tfrecord"
-    for k in range(config["shards"]["count"])
-]
+# write_shards' TFRecord files (declared so that --delete-all-output, --list-untracked and
+# remote storage know them).
+SHARD_FILES = [f"{SHARDS}/{name}" for name in shard_names(config["shards"]["count"])]
 FEATURES = "results/features/{arch}"
 SPLITS = "results/{protocol}/splits"
 MODEL = "results/{protocol}/models/{arch}/{run}"

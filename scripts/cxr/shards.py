@@ -53,6 +53,11 @@ def make_example(pixels: np.ndarray, row: dict):
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
+def shard_names(count: int) -> list[str]:
+    """The file names of `count` shards (the rule declares them; write_shards writes them)."""
+    return [f"images-{k:05d}-of-{count:05d}.tfrecord" for k in range(count)]
+
+
 def write_shards(
     images: pd.DataFrame,
     out_dir: Path,
@@ -78,9 +83,8 @@ def write_shards(
     n = count
     entries = []
     done = 0
-    for k in range(n):
+    for k, name in enumerate(shard_names(n)):
         rows = frame.iloc[k::n]  # round-robin keeps shards balanced and order stable
-        name = f"images-{k:05d}-of-{n:05d}.tfrecord"
         path = out_dir / name
         # TFRecordWriter opens its own file: write `.<name>.part` beside, rename when complete.
         with (

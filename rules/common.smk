@@ -61,6 +61,7 @@ EVAL_SUMMARY = "results/{protocol}/eval/summary.json"
 EVAL_SUMMARY_TABLE = "results/{protocol}/eval/summary.csv"
 AUDIT = "results/audit"
 COMPARISON = "results/protocols/comparison.json"
+GENERALISATION = "results/protocols/generalisation"
 LEARNING_CURVE = "results/{protocol}/eval/learning_curve"
 REPORT = "results/report.html"
 
@@ -98,6 +99,13 @@ def curation_sources():
         }
         for name, spec in SOURCES.items()
     }
+
+
+def external_sets():
+    """Each external source alone, then the dataset's named groups of them (external_sets):
+    name -> its sources, in that order."""
+    alone = {n: [n] for n, s in SOURCES.items() if s.get("role") == "external"}
+    return alone | {n: list(m) for n, m in DATASET.get("external_sets", {}).items()}
 
 
 def fetch_spec(wildcards):
@@ -234,6 +242,7 @@ def final_outputs():
             for p in learning_curve_protocols()
         ),
         COMPARISON,
+        f"{GENERALISATION}.json",
         f"{AUDIT}/leakage.json",
         REPORT,
     ]

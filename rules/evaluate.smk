@@ -47,6 +47,7 @@ rule evaluate_model:
         protocol="{protocol}",
         run=run_params,
         evaluation=config["evaluation"],
+        external=external_sets(),
         training=lambda wildcards: job_training(wildcards.arch, wildcards.protocol),
         labels=config["labels"],
     script:
@@ -128,3 +129,28 @@ rule compare_protocols:
         seed=config["seed"],
     script:
         "../scripts/compare_protocols.py"
+
+
+rule assess_generalisation:
+    input:
+        evaluations=protocol_runs(PRIMARY, f"{EVAL}.json"),
+        predictions=protocol_runs(PRIMARY, f"{EVAL}.predictions.csv"),
+    output:
+        generalisation=f"{GENERALISATION}.json",
+        plot=report(
+            f"{GENERALISATION}.png",
+            caption="../report/captions/generalisation.rst",
+            category="Summaries",
+            labels={"protocol": PRIMARY, "content": "internal test vs external sets"},
+        ),
+    log:
+        "logs/assess_generalisation.log",
+    conda:
+        "../envs/report.yaml"
+    params:
+        protocol=PRIMARY,
+        threshold=config["evaluation"]["threshold"],
+        n_boot=config["evaluation"]["bootstrap"],
+        seed=config["seed"],
+    script:
+        "../scripts/assess_generalisation.py"

@@ -30,6 +30,8 @@ rule render_report:
             for p in learning_curve_protocols()
         ],
         comparison=COMPARISON,
+        generalisation=f"{GENERALISATION}.json",
+        generalisation_plot=f"{GENERALISATION}.png",
         audit=f"{AUDIT}/leakage.json",
         border_examples=f"{AUDIT}/border_examples.png",
         templates=report_templates(),

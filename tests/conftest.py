@@ -43,7 +43,8 @@ def synthetic_root(tmp_path_factory) -> Path:
     from cxr.synthetic import generate_synthetic
 
     root = tmp_path_factory.mktemp("synthetic")
-    generate_synthetic(root, seed=2020)
+    config = _config()
+    generate_synthetic(root, seed=config["seed"], **config["datasets"]["synthetic"]["synthetic"])
     return root
 
 

@@ -16,12 +16,13 @@ import pytest
 from PIL import Image
 
 from conftest import REPO, synthetic_sources
-from cxr import report
+from cxr import plots, report
 from cxr.audit import audit_leakage
 from cxr.compare import compare_protocols
 from cxr.curate import Rules, curate
 from cxr.errors import DataError
 from cxr.evaluate import evaluate_predictions, summarise
+from cxr.generalisation import generalisation
 from cxr.io import read_json, write_csv, write_json
 from cxr.report.figures import png_file_uri
 from cxr.report.training import load_runs
@@ -33,8 +34,11 @@ CHROMIUM = Path("/usr/bin/chromium")
 FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
 RUNS = (("MobileNet", 0), ("MobileNet", 1), ("DenseNet121", 0))  # two seeds of one
 LABELS = {"positive": "covid", "negative": "normal"}
-SECTIONS = ("summary", "reproduction", "data", "training", "results", "learning-curve", "marks",
-            "caveats", "reproducibility", "checklist")  # fmt: skip
+SECTIONS = ("summary", "reproduction", "data", "training", "results", "generalisation",
+            "learning-curve", "marks", "caveats", "reproducibility", "checklist")  # fmt: skip
+# As config.yaml's synthetic dataset: each external source alone, then the named group.
+EXTERNAL_SETS = {"nih": ["nih"], "covid_later": ["covid_later"],
+                 "temporal": ["covid_later", "nih"]}  # fmt: skip
 MARKS = {"chroma_threshold": 60, "min_area": 0.0005, "ids": []}
 ALERT = "<script>alert(1)</script>"
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -108,7 +112,9 @@ def results(synthetic_root, tmp_path_factory) -> dict:
     figures: dict[str, list[str]] = {"curves": [], "roc": [], "confusion": []}
     for i, (arch, seed) in enumerate(RUNS):
         predictions = _predictions(splits, seed=i)
-        ev = evaluate_predictions(predictions, threshold=0.5, n_boot=50, seed=0)
+        ev = evaluate_predictions(
+            predictions, threshold=0.5, n_boot=50, seed=0, external_sets=EXTERNAL_SETS
+        )
         ev |= {
             "architecture": arch, "seed": seed, "checkpoint": "final", "weights": WEIGHTS,
             "image_size": 64,
@@ -183,7 +189,12 @@ def _protocol_results(out, images, splits, patient_evals, paths) -> dict:
         runs, [m[2] for m in made.values()], article="article", primary="patient",
         threshold=0.5, n_boot=50, seed=0,
     )  # fmt: skip
+    held_out = generalisation(runs, protocol="patient", threshold=0.5, n_boot=50, seed=0)
+    write_json(out / "protocols/generalisation.json", held_out)
+    plots.generalisation(held_out, out / "protocols/generalisation.png")
     extra = {
+        "generalisation": str(out / "protocols/generalisation.json"),
+        "generalisation_plot": str(out / "protocols/generalisation.png"),
         "comparison": out / "protocols/comparison.json",
         "learning_curves": [str(out / "learning_curve/eval/learning_curve.csv")],
         "learning_curve_plots": [str(out / "learning_curve/eval/learning_curve.png")],
@@ -591,7 +602,7 @@ def test_an_empty_external_source_says_it_was_configured_and_why_it_is_empty(tro
         "classes": [], "external_counts": None, "sources": ctx["sources"], "dataset": "x",
         "weights": {"values": ["none"], "random": False}, "conclusion": [], "headline": [],
         "primary": "patient", "small": {"n": 0, "n_patients": 0}, "verdicts": [],
-        "labels": LABELS, "empty_sources": ctx["empty_sources"],
+        "labels": LABELS, "empty_sources": ctx["empty_sources"], "generalisation": None,
     }  # fmt: skip
     text = _text(_render("summary.html.j2", summary))
     assert "no external test: the external source ext was configured, but none of its 3 " in text

@@ -158,12 +158,37 @@ def check(config: dict) -> None:
             if "patient_pattern" not in spec:
                 raise ConfigError(f"sources.{name}: a folder source needs patient_pattern")
             check_patient_pattern(name, spec["patient_pattern"])
+    check_external(sources, dataset(config).get("external_sets", {}))
     trained = {s["label"] for s in sources.values() if s.get("role", "train") == "train"}
     if trained != labels:
         raise ConfigError(
             f"dataset {config['dataset']!r} must have a training source for each label "
             f"{sorted(labels)}; it has {sorted(trained)}"
         )
+
+
+def check_external(sources: dict[str, dict], external_sets: dict[str, list[str]]) -> None:
+    """`same_patients_as` names another source; an external set groups external sources under
+    a name no source has."""
+    for name, spec in sources.items():
+        other = spec.get("same_patients_as")
+        if other is not None and (other not in sources or other == name):
+            raise ConfigError(
+                f"sources.{name}.same_patients_as is {other!r}; it must name another source of "
+                f"the dataset ({', '.join(n for n in sources if n != name)})"
+            )
+    external = [n for n, s in sources.items() if s.get("role", "train") == "external"]
+    for set_name, members in external_sets.items():
+        if set_name in sources:
+            raise ConfigError(
+                f"external_sets.{set_name}: a source has this name; give the set another one"
+            )
+        wrong = [m for m in members if m not in external]
+        if wrong:
+            raise ConfigError(
+                f"external_sets.{set_name} names {wrong}, which are not external sources of "
+                f"the dataset (external: {external or 'none'})"
+            )
 
 
 def check_patient_pattern(name: str, pattern: str) -> None:

@@ -167,18 +167,34 @@ def decode_images(
     return decoded, dropped
 
 
-def drop_duplicates(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+def drop_duplicates(
+    rows: list[dict], external: frozenset[str] = frozenset()
+) -> tuple[list[dict], list[dict]]:
     """Step 4: exact duplicates by decoded pixels among the decoded images of all sources (`rows`
     in source order). Copies under one label: the first is kept, each other is a `duplicate
     image` naming it (and carries its id in `duplicate_of`, not a log column). Copies under two
     labels: no label can be trusted, so every copy is a `label conflict` naming the first copy
-    of another label."""
+    of another label. An image of an `external` source with the pixels of a training source's
+    image is `image already in training data`, whatever its label: a test on it would test
+    recall, and it must not take the training copy out."""
     copies: dict[str, list[dict]] = {}
     for row in rows:
         copies.setdefault(row["info"].pixel_sha256, []).append(row)
     unique, dropped = [], []
     for row in rows:
         group = copies[row["info"].pixel_sha256]
+        is_external = row["source"] in external
+        trained = next((g for g in group if g["source"] not in external), None)
+        if is_external and trained is not None:
+            detail = f"same pixels as {_image_id(trained)}"
+            if trained["label"] != row["label"]:
+                detail += f", labelled {trained['label']!r} there"
+            dropped.append(
+                exclusion(row, "duplicates", "image already in training data", detail)
+                | {"duplicate_of": _image_id(trained)}
+            )
+            continue
+        group = [g for g in group if (g["source"] in external) == is_external]
         other = next((g for g in group if g["label"] != row["label"]), None)
         if other is not None:
             detail = f"same pixels as {_image_id(other)}, labelled {other['label']!r}"
@@ -192,6 +208,24 @@ def drop_duplicates(rows: list[dict]) -> tuple[list[dict], list[dict]]:
         else:
             unique.append(row)
     return unique, dropped
+
+
+def drop_seen_patients(
+    rows: list[dict], seen: dict[str, int], training: str
+) -> tuple[list[dict], list[dict]]:
+    """Step 6 of an external source that shares patient ids with a training source: the images
+    of patients with images in the training data (`seen`: key -> its curated training images,
+    whatever their split: train, val and test all come from there) are excluded, so the external
+    set holds only patients the models never saw."""
+    keep, dropped = [], []
+    for row in rows:
+        n = seen.get(row["patient"])
+        if n is None:
+            keep.append(row)
+            continue
+        detail = f"patient {row['patient']} has {n} image(s) in the training data ({training})"
+        dropped.append(exclusion(row, "patients", "patient seen in training data", detail))
+    return keep, dropped
 
 
 def note_excluded_originals(excluded: list[dict]) -> None:
@@ -299,12 +333,13 @@ def curate(
         records = flow.take("matches rules", *apply_rules(name, spec, records, rules))
         decoded += flow.take("decodes", *decode_images(name, spec, records, rules))
     # Duplicates among all sources at once: a label conflict removes the copies of every source.
-    unique, duplicates = drop_duplicates(decoded)
-    included: list[dict] = []
-    kept: dict[str, int] = {}
+    external = frozenset(n for n, spec in sources.items() if spec.get("role") == "external")
+    unique, duplicates = drop_duplicates(decoded, external)
+    included: dict[str, list[dict]] = {}
     look_alike: dict[str, list[list[str]]] = {}
-    for name, spec in sources.items():
-        flow = flows[name]
+    # Training sources first: an external source's patients are checked against what they kept.
+    for name in sorted(sources, key=lambda n: n in external):
+        spec, flow = sources[name], flows[name]
         rows = flow.take(
             "unique pixels",
             [row for row in unique if row["source"] == name],
@@ -313,13 +348,16 @@ def curate(
         sample = spec.get("sample")
         if sample is not None and len(rows) > sample:
             rows = flow.take(f"sampled {sample}", *sample_rows(rows, sample, seed))
+        if name in external and spec.get("same_patients_as"):
+            rows = flow.take(
+                "new patients", *external_patients(name, spec, rows, included, sources)
+            )
         rows = [image_row(row, spec, rules) for row in rows]
         check_accounting(
             name, Path(spec["root"]), walked[name], own_files(name, spec), loaded[name],
             rows + flow.excluded,
         )  # fmt: skip
-        included.extend(rows)
-        kept[name] = len(rows)
+        included[name] = rows
         look_alike[name] = ids_differing_only_in_format([row["patient"] for row in rows])
         for ids in look_alike[name]:
             log.warning(
@@ -336,7 +374,7 @@ def curate(
     per_source = {
         name: {
             "total": totals[name],
-            "included": kept[name],
+            "included": len(included[name]),
             "excluded": len(flow.excluded),
             "patient_ids_differing_only_in_format": sum(map(len, look_alike[name])),
             "steps": flow.steps,
@@ -344,7 +382,10 @@ def curate(
         for name, flow in flows.items()
     }
 
-    images = pd.DataFrame(included, columns=IMAGE_COLUMNS)
+    # In config's order of sources, whatever order they were finished in.
+    images = pd.DataFrame(
+        [row for name in sources for row in included[name]], columns=IMAGE_COLUMNS
+    )
     exclusions = pd.DataFrame(excluded, columns=EXCLUSION_COLUMNS)
     total = sum(totals.values())
     if len(images) + len(exclusions) != total:  # an accounting bug must never pass silently
@@ -361,6 +402,35 @@ def curate(
         ),
     }
     return images, exclusions, flow
+
+
+def external_patients(
+    name: str,
+    spec: dict,
+    rows: list[dict],
+    included: dict[str, list[dict]],
+    sources: dict[str, dict],
+) -> tuple[list[dict], list[dict]]:
+    """`drop_seen_patients` against every training source's curated images (the one named by
+    `same_patients_as` shares the key prefix, so its patients are the ones that can match),
+    logging how many patients matched."""
+    seen = Counter(
+        row["patient"]
+        for source, kept in included.items()
+        if sources[source].get("role", "train") == "train"
+        for row in kept
+    )
+    training = spec["same_patients_as"]
+    keep, dropped = drop_seen_patients(rows, dict(seen), training)
+    matched = {row["patient"] for row in dropped}
+    log.info(
+        "source %s: %d of %d patients also have images in the training data (source %s, ids "
+        "compared as written, trimmed): their %d image(s) excluded; %d image(s) of %d new "
+        "patient(s) remain",
+        name, len(matched), len({row["patient"] for row in rows}), training, len(dropped),
+        len(keep), len({row["patient"] for row in keep}),
+    )  # fmt: skip
+    return keep, dropped
 
 
 def check_accounting(

@@ -1,5 +1,6 @@
 """Evaluation of one trained model: predictions per image and the metrics JSON, on the held-out
-test split and on any external (healthy-only) source."""
+test split and on each external set (an external source alone, or a named group of them), with
+the metrics that the classes present define."""
 
 from __future__ import annotations
 
@@ -36,10 +37,20 @@ def predict(model, arch, dataset, *, image_size: int, batch_size: int = 32) -> p
     return frame
 
 
+# Metrics that need both classes: on a one-class set they are left out, saying why.
+BOTH_CLASS_METRICS = ("ppv", "npv", "f1", "roc_auc")
+
+
 def evaluate_predictions(
-    predictions: pd.DataFrame, *, threshold: float, n_boot: int, seed: int
+    predictions: pd.DataFrame,
+    *,
+    threshold: float,
+    n_boot: int,
+    seed: int,
+    external_sets: dict[str, list[str]] | None = None,
 ) -> dict:
-    """Metrics on the test split; false-positive rate per external source (all healthy)."""
+    """Metrics on the test split, and on each external set (`external_sets`: name -> its
+    sources; by default each external source in `predictions` alone)."""
     test = predictions[predictions["split"] == "test"]
     result = {
         "test": metrics.binary_metrics(
@@ -61,17 +72,61 @@ def evaluate_predictions(
             "patients": int(part["patient"].nunique()),
         }
     external = predictions[predictions["split"] == "external"]
-    for source, part in external.groupby("source", sort=True):
-        if (part["label"] == 1).any():
-            log.warning("external source %s has positive images; only the FPR is reported", source)
-        negatives = part[part["label"] == 0]
-        result["external"][source] = {
-            "false_positive_rate": metrics.false_positive_rate(
-                negatives["probability"].to_numpy(), threshold
-            ),
-            "patients": int(negatives["patient"].nunique()),
+    if external_sets is None:
+        external_sets = {source: [source] for source in sorted(external["source"].unique())}
+    for name, sources in external_sets.items():
+        part = external[external["source"].isin(sources)]
+        result["external"][name] = {
+            # A source alone, or a named group of sources (whose images are also in the
+            # entries of its sources: never add the two up).
+            "kind": "source" if list(sources) == [name] else "set",
+            **external_metrics(part, sources, threshold=threshold, n_boot=n_boot, seed=seed),
         }
     return result
+
+
+def external_metrics(
+    part: pd.DataFrame, sources: list[str], *, threshold: float, n_boot: int, seed: int
+) -> dict:
+    """One external set's metrics. Both classes: every test-split metric, with the same Wilson and
+    patient-bootstrap intervals, and its ROC. One class: the rate of positive calls (the
+    sensitivity of an all-disease set, the false-positive rate of an all-healthy one) and the
+    metrics that one class defines. No images (curation excluded them all): the counts and a
+    note, so that the report can say so."""
+    y = part["label"].to_numpy(dtype=int)
+    prob = part["probability"].to_numpy(dtype=float)
+    n_positive, n_negative = int((y == 1).sum()), int((y == 0).sum())
+    classes = {(True, True): "both", (True, False): "positive", (False, True): "negative"}
+    entry = {
+        "sources": list(sources),
+        "n": len(part),
+        "n_positive": n_positive,
+        "n_negative": n_negative,
+        "patients": int(part["patient"].nunique()),
+        "classes": classes.get((n_positive > 0, n_negative > 0), "none"),
+    }
+    if not len(part):
+        log.warning("external set %s has no images: curation excluded them all", sources)
+        return entry | {
+            "note": "no images: curation excluded every image of these sources (see the "
+            "exclusion log for each reason)"
+        }
+    calls = int(np.count_nonzero(prob >= threshold))
+    entry["positive_call_rate"] = metrics.proportion(calls, len(part)) | {"threshold": threshold}
+    if n_negative:  # what the article's flaw predicts: healthy images called diseased
+        entry["false_positive_rate"] = metrics.false_positive_rate(prob[y == 0], threshold)
+    found = metrics.binary_metrics(
+        y, prob, part["patient"].to_numpy(), threshold=threshold, n_boot=n_boot, seed=seed
+    )
+    if entry["classes"] != "both":
+        missing = "healthy" if entry["classes"] == "positive" else "disease"
+        absent = "specificity" if entry["classes"] == "positive" else "sensitivity"
+        for key in (*BOTH_CLASS_METRICS, absent):
+            found[key] = {"value": None, "ci95": None, "why": f"no {missing} images in this set"}
+    else:
+        entry["roc"] = metrics.roc_points(y, prob)
+    entry["metrics"] = found
+    return entry
 
 
 def evaluate_model(
@@ -143,13 +198,15 @@ def _summarise_runs(runs: list[dict]) -> dict:
     for key in ("accuracy", "sensitivity", "specificity", "roc_auc", "f1"):
         values = [r["test"][key]["value"] for r in runs if r["test"][key]["value"] is not None]
         entry[key] = _spread(values)
-    for source in runs[0].get("external", {}):
-        values = [
-            r["external"][source]["false_positive_rate"]["value"]
-            for r in runs
-            if r["external"][source]["false_positive_rate"]["value"] is not None
-        ]
-        entry[f"external_fpr_{source}"] = _spread(values)
+    for name, first in runs[0].get("external", {}).items():
+        if first["classes"] == "negative":  # named as before: the healthy external sources
+            values = [r["external"][name]["false_positive_rate"]["value"] for r in runs]
+            entry[f"external_fpr_{name}"] = _spread([v for v in values if v is not None])
+        elif first["classes"] != "none":
+            for key in ("sensitivity", "specificity", "roc_auc"):
+                values = [r["external"][name]["metrics"][key]["value"] for r in runs]
+                if any(v is not None for v in values):
+                    entry[f"external_{key}_{name}"] = _spread([v for v in values if v is not None])
     return entry
 
 

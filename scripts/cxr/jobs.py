@@ -312,6 +312,7 @@ def evaluate_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> 
         threshold=evaluation["threshold"],
         n_boot=evaluation["bootstrap"],
         seed=params["run"]["seed"],
+        external_sets=params.get("external"),
     )
     train_summary = read_json(inputs["summary"])
     result.update(

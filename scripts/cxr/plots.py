@@ -134,3 +134,45 @@ def learning_curve(table: pd.DataFrame, path: str | Path) -> None:
         ax.legend(fontsize="small")
     fig.suptitle("Learning curve (test split fixed)")
     _save(fig, path)
+
+
+def generalisation(result: dict, path: str | Path) -> None:
+    """One panel per architecture: sensitivity, specificity and ROC AUC with their 95%
+    intervals on the internal test and on each external set that defines them; an empty set is
+    named with no points."""
+    metrics = (("sensitivity", "sensitivity", "o"), ("specificity", "specificity", "s"),
+               ("roc_auc", "ROC AUC", "D"))  # fmt: skip
+    archs = list(result["architectures"].items())
+    n_sets = max((len(entry["rows"]) for _, entry in archs), default=1)
+    fig, axes = plt.subplots(
+        1, max(1, len(archs)), figsize=(3.6 * max(1, len(archs)), 0.9 + 0.55 * n_sets),
+        sharey=True, squeeze=False,
+    )  # fmt: skip
+    colours = sns.color_palette("colorblind", len(metrics))
+    for ax, (arch, entry) in zip(axes[0], archs, strict=False):
+        labels = []
+        for i, row in enumerate(entry["rows"]):
+            labels.append(f"{row['set']} (n={row['n']})")
+            for j, (key, name, marker) in enumerate(metrics):
+                metric = (row.get("metrics") or {}).get(key) or {}
+                if metric.get("value") is None:
+                    continue
+                y = i + (j - 1) * 0.22
+                ci = metric.get("ci95") or [metric["value"], metric["value"]]
+                ax.errorbar(
+                    metric["value"], y, xerr=[[metric["value"] - ci[0]], [ci[1] - metric["value"]]],
+                    fmt=marker, color=colours[j], capsize=3, label=name if i == 0 else None,
+                )  # fmt: skip
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_xlim(-0.02, 1.02)
+        ax.axhline(0.5, color="0.7", linewidth=0.8)  # internal test above, external sets below
+        ax.set_title(arch)
+        ax.set_xlabel("value (95% interval)")
+    axes[0][0].invert_yaxis()
+    handles, names = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, names, loc="lower center", ncol=len(handles), fontsize="small",
+                   bbox_to_anchor=(0.5, -0.02))  # fmt: skip
+    fig.suptitle(f"Internal test against external sets ({result['protocol']} protocol)")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    _save(fig, path)

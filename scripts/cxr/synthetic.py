@@ -42,6 +42,7 @@ METADATA_COLUMNS = [
 DISEASE_DIR = "covid-chestxray-dataset"
 HEALTHY_DIR = "kermany-normal"
 EXTERNAL_DIR = "nih-nofinding"
+LATER_DIR = "covid-chestxray-dataset-later"
 SCRIPT_NOTE = "<script>alert(1)</script>"
 ARROW_RGB = (220, 30, 30)  # the red of the arrows that published figures point at findings with
 BORDER = 0.125  # outer strip (fraction of each side) that holds no lung content
@@ -327,7 +328,7 @@ def _image_rng(seed: int, stream: int, index: int) -> np.random.Generator:
 
 def _check_args(
     out_dir: Path, seed: int, n_disease: int, n_healthy: int, n_external: int, size: int,
-    confound: float, signal: float, marks: float,
+    confound: float, signal: float, marks: float, n_later: int = 0,
 ) -> None:  # fmt: skip
     if seed < 0:
         raise ConfigError(f"seed={seed}: must be >= 0")
@@ -346,7 +347,9 @@ def _check_args(
         raise ConfigError(f"signal={signal}: must be >= 0")
     if not 0.0 <= marks <= 1.0:
         raise ConfigError(f"marks={marks}: must lie in [0, 1] (a fraction of COVID-19 X-rays)")
-    for name in (DISEASE_DIR, HEALTHY_DIR, EXTERNAL_DIR):
+    if n_later < 0:
+        raise ConfigError(f"n_later_patients={n_later}: must be >= 0 (0 = no later snapshot)")
+    for name in (DISEASE_DIR, HEALTHY_DIR, EXTERNAL_DIR, LATER_DIR):
         target = out_dir / name
         if target.exists() and any(target.iterdir()):
             raise DataError(
@@ -602,13 +605,15 @@ def generate_synthetic(
     confound: float = 1.0,
     signal: float = 1.0,
     marks: float = 0.15,
+    n_later_patients: int = 0,
 ) -> dict:
-    """Write the three synthetic sources under `out_dir`; return a JSON-safe summary of counts
+    """Write the three synthetic sources under `out_dir`, and with `n_later_patients` a later
+    snapshot of the disease source (`write_later_snapshot`); return a JSON-safe summary of counts
     and planted faults. Same arguments give byte-identical files."""
     out_dir = Path(out_dir)
     _check_args(
         out_dir, seed, n_disease_patients, n_healthy_patients, n_external_patients, image_size,
-        confound, signal, marks,
+        confound, signal, marks, n_later_patients,
     )  # fmt: skip
     plan_rng = np.random.default_rng([seed, 0])
 
@@ -635,6 +640,13 @@ def generate_synthetic(
         )
         (external / name).write_bytes(_encode(pixels, style))
 
+    later = None
+    if n_later_patients:
+        later = write_later_snapshot(
+            out_dir / LATER_DIR, out_dir / DISEASE_DIR, rows,
+            seed=seed, n_patients=n_later_patients, image_size=image_size, signal=signal,
+        )  # fmt: skip
+
     def counts(values) -> dict[str, int]:
         keys, n = np.unique(np.asarray(values, dtype=str), return_counts=True)
         return {str(k): int(c) for k, c in zip(keys, n, strict=True)}
@@ -649,6 +661,7 @@ def generate_synthetic(
             "confound": float(confound),
             "signal": float(signal),
             "marks": float(marks),
+            "n_later_patients": int(n_later_patients),
         },
         "disease": {
             "dir": DISEASE_DIR,
@@ -673,4 +686,141 @@ def generate_synthetic(
             "files": len(external_files),
             "patients": len({pid for pid, _ in external_files}),
         },
+        "later": later,
     }
+
+
+# Column names of the collection from mid-2020 on (e.g. upstream 584034a, 2020-06-22): lower-case
+# `patientid`, `folder`, `modality`, `clinical_notes`, hierarchical findings.
+LATER_COLUMNS = [
+    "patientid", "offset", "sex", "age", "finding", "RT_PCR_positive", "survival", "view",
+    "modality", "date", "location", "folder", "filename", "doi", "url", "license",
+    "clinical_notes", "other_notes",
+]  # fmt: skip
+_LATER_FINDINGS = {
+    "COVID-19": "Pneumonia/Viral/COVID-19",
+    "SARS": "Pneumonia/Viral/SARS",
+    "Streptococcus": "Pneumonia/Bacterial/Streptococcus",
+}
+_LATER_LOCATION = "Hospital Universitario, Madrid, Spain"  # the new contributor's images
+
+
+def _later_row(row: dict) -> dict:
+    """A row of the first snapshot as the later metadata.csv writes it."""
+    return {
+        "patientid": row["Patientid"], "offset": row["offset"], "sex": row["sex"],
+        "age": row["age"], "finding": _LATER_FINDINGS.get(row["finding"], row["finding"]),
+        "RT_PCR_positive": "Y" if row["finding"] == "COVID-19" else "", "survival": row["survival"],
+        "view": row["view"], "modality": row["modality"], "date": row["date"],
+        "location": row["location"], "folder": "images", "filename": row["filename"],
+        "doi": row["doi"], "url": row[" url"], "license": row["license"],
+        "clinical_notes": row["clinical notes"], "other_notes": row["other notes"],
+    }  # fmt: skip
+
+
+def _new_hospital_style(rng: np.random.Generator, image_size: int) -> _Style:
+    """The new contributor's images: 8-bit grayscale PNG near the disease source's size, no
+    marker. Nothing in the file separates them from the healthy sources more than from the
+    first snapshot's disease images: no source confound of their own."""
+    width = round(image_size * rng.uniform(0.9, 1.1))
+    return _Style(width, round(width * rng.uniform(0.95, 1.1)), "PNG", "L", 90, 0.0)
+
+
+def write_later_snapshot(
+    root: Path,
+    first_root: Path,
+    first_rows: list[dict],
+    *,
+    seed: int,
+    n_patients: int,
+    image_size: int,
+    signal: float,
+) -> dict:
+    """A later snapshot of the disease source, as the collection grew after March 2020: every
+    row and file of the first snapshot (`first_rows`, the files under `first_root`) in the
+    later column layout, plus
+    - `n_patients` new COVID-19 patients from a new hospital, 1-3 PA images each;
+    - follow-up PA images of 3 patients of the first snapshot (same patient id, same chest): an
+      external test must exclude them as patients seen in training;
+    - 2 byte-identical re-uploads of first-snapshot COVID-19 PA images under new names and new
+      patient ids, which only the pixels reveal;
+    - 2 new non-COVID rows (hierarchical findings) that the curation rules exclude.
+    Streams of its own: the first snapshot's files do not change. Returns a summary."""
+    images = root / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng([seed, 7])
+    rows = [_later_row(row) for row in first_rows]
+    for row in first_rows:  # the files as they are, including the planted faults
+        source = first_root / "images" / row["filename"]
+        if source.is_file():
+            (images / row["filename"]).write_bytes(source.read_bytes())
+    usable = [
+        r for r in first_rows
+        if r["finding"] == "COVID-19" and r["view"] == "PA" and r["modality"] == "X-ray"
+        and "_fault" not in r and (first_root / "images" / r["filename"]).is_file()
+    ]  # fmt: skip
+    first_pid = 1 + max(int(r["Patientid"]) for r in first_rows)
+    summary: dict = {"dir": LATER_DIR, "copied_rows": len(rows), "new_patients": [],
+                     "follow_ups": [], "reuploads": {}, "excluded_by_rules": []}  # fmt: skip
+    index = 0
+
+    def add(patient: str, anatomy: Anatomy, *, finding: str, stem: str, view: str = "PA") -> str:
+        nonlocal index
+        style = _new_hospital_style(_image_rng(seed, 8, index), image_size)
+        covid = finding.endswith("COVID-19")
+        pixels = render_chest(
+            _image_rng(seed, 9, index), style.width, style.height,
+            anatomy=anatomy, signal=signal if covid else 0.5 * signal,
+        )  # fmt: skip
+        name = f"{stem}.png"
+        (images / name).write_bytes(_encode(pixels, style))
+        rows.append(_new_row(rng, patient, finding, view, name, index))
+        index += 1
+        return name
+
+    for k in range(n_patients):
+        pid = first_pid + k
+        anatomy = Anatomy.draw(np.random.default_rng([seed, 107, pid]))
+        for j in range(int(rng.integers(1, 4))):
+            add(str(pid), anatomy, finding="Pneumonia/Viral/COVID-19",
+                stem=f"covid-19-madrid-{pid}-{'abc'[j]}")  # fmt: skip
+        summary["new_patients"].append(str(pid))
+    followed = {r["Patientid"]: r for r in usable}
+    for pid in sorted(followed, key=int)[:3]:
+        anatomy = _patient_anatomy(seed, 1, int(pid))
+        name = add(pid, anatomy, finding="Pneumonia/Viral/COVID-19",
+                   stem=f"covid-19-follow-up-{pid}-day20")  # fmt: skip
+        summary["follow_ups"].append(name)
+    for k, original in enumerate(usable[-2:]):
+        pid = str(first_pid + n_patients + k)
+        name = f"{_hex_name(rng)}{Path(original['filename']).suffix}"
+        (images / name).write_bytes((first_root / "images" / original["filename"]).read_bytes())
+        rows.append(_new_row(rng, pid, "Pneumonia/Viral/COVID-19", "PA", name, index))
+        summary["reuploads"][name] = original["filename"]
+    other = first_pid + n_patients + 2
+    for finding, view in (("Pneumonia/Bacterial/Streptococcus", "PA"), ("No Finding", "PA")):
+        anatomy = Anatomy.draw(np.random.default_rng([seed, 107, other]))
+        name = add(str(other), anatomy, finding=finding, stem=f"other-{other}", view=view)
+        summary["excluded_by_rules"].append(name)
+        other += 1
+    with atomic_open(root / "metadata.csv", "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(LATER_COLUMNS)
+        for row in rows:
+            writer.writerow([row[c] for c in LATER_COLUMNS])
+    summary["rows"] = len(rows)
+    return summary
+
+
+def _new_row(
+    rng: np.random.Generator, patient: str, finding: str, view: str, name: str, index: int
+) -> dict:
+    return {
+        "patientid": patient, "offset": str(int(rng.integers(0, 20))),
+        "sex": str(rng.choice(["M", "F"])), "age": str(int(rng.integers(30, 90))),
+        "finding": finding, "RT_PCR_positive": "Y" if finding.endswith("COVID-19") else "",
+        "survival": "", "view": view, "modality": "X-ray", "date": "2020-05",
+        "location": _LATER_LOCATION, "folder": "images", "filename": name,
+        "doi": "", "url": f"https://example.org/synthetic/later-{index}", "license": "CC BY",
+        "clinical_notes": "", "other_notes": "",
+    }  # fmt: skip

@@ -17,6 +17,7 @@ from cxr.report import (
     caveats,
     checklist,
     data,
+    generalisation,
     learning_curve,
     marks,
     reproducibility,
@@ -115,6 +116,15 @@ def build_context(
     eval_summary = results.in_run_order(read_json(inputs["eval_summary"]), runs)
     add(results.context(runs=runs, eval_summary=eval_summary, labels=labels))
     add(
+        generalisation.context(
+            generalisation=read_json(inputs["generalisation"])
+            if inputs.get("generalisation")
+            else None,
+            plot=inputs.get("generalisation_plot"),
+            labels=labels,
+        )
+    )
+    add(
         learning_curve.context(
             tables=inputs.get("learning_curves", []),
             plots=inputs.get("learning_curve_plots", []),
@@ -151,6 +161,7 @@ def build_context(
             primary_summary=summaries.get(primary, {}),
             reproduction=context["reproduction"],
             small=context["small"],
+            generalisation=context["generalisation"],
         )
     )
     add(

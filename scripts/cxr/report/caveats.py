@@ -59,13 +59,19 @@ def small_data_caveats(runs: list[dict], counts: dict, summary: dict) -> dict:
 
 def external_caveats(runs: list[dict]) -> dict:
     """False-positive rate on external healthy images next to the test split's (1 - spec.)."""
-    external = [entry["false_positive_rate"] for r in runs for entry in r["external"].values()]
+    healthy = [
+        (name, entry)
+        for r in runs
+        for name, entry in r["external"].items()
+        if entry.get("kind", "source") == "source" and entry.get("classes") == "negative"
+    ]
+    external = [entry["false_positive_rate"] for _, entry in healthy]
     values = [e["value"] for e in external if e["value"] is not None]
     test = [1 - r["test"]["specificity"]["value"] for r in runs
             if r["test"]["specificity"]["value"] is not None]  # fmt: skip
     if not values or not test:
         return {"external_fpr": None}
-    sources = sorted({s for r in runs for s in r["external"]})
+    sources = sorted({name for name, _ in healthy})
     return {
         "external_fpr": {"min": 100 * min(values), "max": 100 * max(values)},
         "test_fpr": {"min": 100 * min(test), "max": 100 * max(test)},

@@ -692,8 +692,12 @@ def claim_facts(context: dict, config: dict, protocols: list[dict], images: pd.D
             "ECE",
         ],  # fmt: skip
         "intervals": True,
-        "external_sources": sorted({s for r in runs for s in r["external"]}),
-        "external_has_both_classes": False,
+        "external_sources": sorted(
+            {s for r in runs for s, e in r["external"].items() if e.get("kind") == "source"}
+        ),
+        "external_has_both_classes": any(
+            e.get("classes") == "both" for r in runs for e in r["external"].values()
+        ),
         "learning_curve": bool(context.get("learning_curves")),
         "marks_checked": True,
         "n_marked": context["marks"]["n_marked"],

@@ -10,11 +10,16 @@ METRIC_NAMES = dict(HEADLINE)
 
 
 def _external_text(external: dict) -> list[dict]:
+    """Share of each external source's images called positive: its false-positive rate when it
+    holds healthy images only, its sensitivity when disease images only."""
     rows = []
     for source, entry in sorted(external.items()):
-        fpr = entry["false_positive_rate"]
-        rows.append({"source": source, "fpr": pct_est(fpr["value"], fpr["ci95"]), "n": fpr["n"],
-                     "value": fpr["value"]})  # fmt: skip
+        rate = entry.get("positive_call_rate")
+        if entry.get("kind", "source") != "source" or rate is None:
+            continue
+        rows.append({"source": source, "fpr": pct_est(rate["value"], rate["ci95"]),
+                     "n": rate["n"], "value": rate["value"],
+                     "classes": entry["classes"]})  # fmt: skip
     return rows
 
 

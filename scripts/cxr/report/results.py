@@ -80,21 +80,34 @@ def seed_spread(summary: dict) -> dict:
     return {"columns": columns, "rows": rows}
 
 
+# What the share of positive calls measures on a set of one class (or both).
+CALL_MEANING = {
+    "negative": "false-positive rate",
+    "positive": "sensitivity",
+    "both": "share called positive (both classes: see Generalisation)",
+}
+
+
 def external_rows(runs: list[dict]) -> list[dict]:
+    """Per run and external source: how many images it called positive, and what that share
+    measures for the classes the source holds."""
     rows = []
     for run in runs:
         for source, entry in sorted(run["external"].items()):
-            fpr = entry["false_positive_rate"]
+            if entry.get("kind", "source") != "source":
+                continue  # a group of sources: the Generalisation section's
+            rate = entry.get("positive_call_rate")
             rows.append(
                 {
                     "run": run["name"],
                     "source": source,
-                    "images": fpr["n"],
+                    "images": entry["n"],
                     "patients": entry.get("patients"),
-                    "k": fpr["k"],
-                    "fpr": pct_est(fpr["value"], fpr["ci95"]),
-                    "value": fpr["value"],
-                    "threshold": fpr.get("threshold"),
+                    "k": rate["k"] if rate else 0,
+                    "measures": CALL_MEANING.get(entry["classes"], "no images"),
+                    "rate": pct_est(rate["value"], rate["ci95"]) if rate else "n/a",
+                    "value": rate["value"] if rate else None,
+                    "threshold": rate.get("threshold") if rate else None,
                 }
             )
     return rows

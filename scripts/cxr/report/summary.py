@@ -31,6 +31,20 @@ def class_counts(splits: pd.DataFrame, positive: str) -> list[dict]:
     return sorted(rows, key=lambda r: not r["positive"])
 
 
+def external_counts(splits: pd.DataFrame) -> list[dict]:
+    """Per external source: its images, patients and classes (evaluated only)."""
+    external = splits[splits["split"] == "external"]
+    return [
+        {
+            "source": source,
+            "images": len(part),
+            "patients": int(part["patient"].nunique()),
+            "labels": sorted(part["label"].unique()),
+        }
+        for source, part in external.groupby("source", sort=True)
+    ]
+
+
 def headline(runs: list[dict], summary: dict) -> list[dict]:
     """Per architecture: mean over seeds and each run's value with its 95% interval."""
     by_arch: dict[str, list[dict]] = {}
@@ -99,7 +113,7 @@ def conclusion(
         e["value"]
         for row in reproduction_ctx["rows"]
         for e in row["external"]
-        if e["value"] is not None
+        if e["value"] is not None and e["classes"] == "negative"
     ]
     if fprs:
         sentences.append(
@@ -153,6 +167,7 @@ def context(
     primary_summary: dict,
     reproduction: dict | None,
     small: dict,
+    generalisation: dict | None = None,
 ) -> dict:
     """The keys summary.html.j2 shows; the conclusion reads the reproduction and caveats
     sections' numbers."""
@@ -160,11 +175,12 @@ def context(
     random_weights = any(w.lower().startswith(("none", "random")) for w in weights)
     return {
         "classes": class_counts(splits, labels["positive"]),
-        "external_counts": split_summary.get("counts", {}).get("external"),
+        "external_counts": external_counts(splits),
         "weights": {"values": weights, "random": random_weights},
         "headline": headline(runs, eval_summary),
         "verdicts": audit.get("verdicts", []),
         "conclusion": conclusion(
             primary_summary, reproduction or {"rows": []}, audit, labels, small
-        ),
+        )
+        + ((generalisation or {}).get("headline") or []),
     }

@@ -21,7 +21,7 @@ RECORD_COLUMNS = [
     "record",  # where the input came from: "metadata.csv:line 7" or the file name
     "source",  # source name from config
     "file",  # path relative to the source root, as the metadata/listing gives it
-    "patient",  # patient key, prefixed with the source name (keys of two sources never collide)
+    "patient",  # patient key, prefixed with the source's patient namespace (`patient_namespace`)
     "label",  # class the source assigns (curation decides whether the row is kept)
     "finding",
     "view",
@@ -46,6 +46,19 @@ def adapter(name: str, spec: dict) -> ModuleType:
             f"sources.{name}.kind is {kind!r}; known kinds: {', '.join(sorted(adapters))}"
         )
     return adapters[kind]
+
+
+def patient_namespace(name: str, spec: dict) -> str:
+    """The prefix of a source's patient keys: its own name, so that the keys of two sources never
+    collide, unless config says it numbers patients as another source does (`same_patients_as`,
+    a later snapshot of one collection): then one patient has one key in both."""
+    return spec.get("same_patients_as") or name
+
+
+def patient_key(name: str, spec: dict, raw: str) -> str:
+    """The patient key of an id as the source writes it (trimmed); '' when there is none."""
+    raw = raw.strip()
+    return f"{patient_namespace(name, spec)}:{raw}" if raw else ""
 
 
 def load_source(name: str, spec: dict) -> pd.DataFrame:

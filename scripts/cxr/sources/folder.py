@@ -13,7 +13,7 @@ import pandas as pd
 
 from cxr.errors import ConfigError, DataError
 from cxr.listing import Entry, entry_reason, walk_root
-from cxr.sources import IMAGE_SUFFIXES, RECORD_COLUMNS
+from cxr.sources import IMAGE_SUFFIXES, RECORD_COLUMNS, patient_key
 
 if TYPE_CHECKING:
     from cxr.curate import Rules
@@ -56,7 +56,7 @@ def load_records(name: str, root: Path, spec: dict) -> pd.DataFrame:
                 "record": entry.path,
                 "source": name,
                 "file": entry.path,
-                "patient": f"{name}:{key}" if key else "",
+                "patient": patient_key(name, spec, key),
                 "label": spec["label"],
                 "finding": "",
                 "view": "",

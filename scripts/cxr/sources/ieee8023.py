@@ -20,7 +20,7 @@ import pandas as pd
 
 from cxr.errors import DataError
 from cxr.listing import entry_reason, normalise_name, walk_root
-from cxr.sources import IMAGE_SUFFIXES, RECORD_COLUMNS
+from cxr.sources import IMAGE_SUFFIXES, RECORD_COLUMNS, patient_namespace
 
 if TYPE_CHECKING:
     from cxr.curate import Rules
@@ -208,7 +208,7 @@ def load_records(name: str, root: Path, spec: dict) -> pd.DataFrame:
             {
                 **record,
                 "file": rel,
-                "patient": f"{name}:{row['patientid'].strip()}",
+                "patient": f"{patient_namespace(name, spec)}:{row['patientid'].strip()}",
                 "finding": row["finding"].strip(),
                 "view": view,
                 "modality": modality,

@@ -4,6 +4,7 @@ article configuration end to end at a small image size. Skipped when the data ar
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -64,11 +65,16 @@ def test_splits_and_shards_on_real_data(curated, tmp_path):
 
 @pytest.mark.slow
 def test_article_configuration_end_to_end(shared_data, tmp_path):
-    """The article's protocol and the patient-disjoint one on the real data at 64 px."""
+    """The article's protocol and the patient-disjoint one on the real data at 64 px, with the
+    temporal validation's later snapshot a copy of the March one: so every later image is out,
+    for a stated reason, and the report says that the later set is empty."""
+    later = tmp_path / "covid-chestxray-dataset-copy"
+    shutil.copytree(shared_data / "covid-chestxray-dataset-2020-03-18", later)
+    roots = {k: v["root"] for k, v in article_sources(shared_data).items()}
     config = {
-        "dataset": "article_local",
-        "datasets": {"article_local": {
-            "sources": {k: {"root": v["root"]} for k, v in article_sources(shared_data).items()},
+        "dataset": "temporal_local",
+        "datasets": {"temporal_local": {
+            "sources": {k: {"root": v} for k, v in (roots | {"covid_later": str(later)}).items()},
             "overrides": {"shards": {"image_size": 64}, "training": {
                 "image_size": 64, "epochs": 5, "seeds": [0], "architectures": ["DenseNet121"]}},
         }},
@@ -88,6 +94,18 @@ def test_article_configuration_end_to_end(shared_data, tmp_path):
         assert lo <= test[key]["value"] <= hi
     assert 0 <= test["roc_auc"]["value"] <= 1
     assert result["external"]["nih"]["false_positive_rate"]["n"] == 121
+    # The later snapshot, a copy of the training one: nothing is new, and each row says why.
+    flow = json.loads((results / "curated/flow.json").read_text())["sources"]["covid_later"]
+    assert (flow["included"], flow["excluded"]) == (0, flow["total"])
+    exclusions = pd.read_csv(results / "curated/exclusions.csv")
+    later = exclusions[exclusions["source"] == "covid_later"]
+    assert (later["reason"] == "image already in training data").sum() == 68
+    assert later["reason"].notna().all() and len(later) == flow["total"]
+    assert result["external"]["covid_later"]["n"] == 0
+    assert result["external"]["temporal"]["classes"] == "negative"  # NIH alone is left
+    held_out = json.loads((results / "protocols/generalisation.json").read_text())
+    rows = {r["set"]: r for r in held_out["architectures"]["DenseNet121"]["rows"]}
+    assert rows["covid_later"]["note"].startswith("no images: curation excluded every image")
     audit = json.loads((results / "audit/leakage.json").read_text())
     verdicts = {v["check"]: v["verdict"] for v in audit["verdicts"]}
     # Kermany children's JPEGs vs many-sourced adult images: the file properties alone give
@@ -115,3 +133,6 @@ def test_article_configuration_end_to_end(shared_data, tmp_path):
     acc = entry["article"]["accuracy"]
     assert f"{acc['value']:.2f} ({acc['ci95'][0]:.2f}-{acc['ci95'][1]:.2f})" in section
     assert f"{leak['test_images_whose_patient_is_in_train']} of {leak['test_images']}" in section
+    text = " ".join(page.split())
+    assert "The external set covid_later (covid_later) is empty: curation excluded every" in text
+    assert "The external source covid_later adds no image: none of its" in text

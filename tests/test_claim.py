@@ -57,6 +57,7 @@ FACTS = {
     "intervals": True,
     "external_sources": [],
     "external_has_both_classes": False,
+    "external_both_class_sets": [],
     "learning_curve": True,
     "marks_checked": True,
     "n_marked": 17,
@@ -154,8 +155,11 @@ def test_external_validation_needs_an_external_source_and_says_which_classes():
     assert one_class["status"] == "met"
     assert "nih-cxr14" in one_class["why"] and "one class only" in one_class["why"]
 
-    both = facts(external_sources=["nih-cxr14"], external_has_both_classes=True)
-    assert "both classes" in row(claim.claim_checklist(both), 32)["why"]
+    both = facts(external_sources=["later", "nih-cxr14"], external_has_both_classes=True,
+                 external_both_class_sets=["temporal"])  # fmt: skip
+    both_row = row(claim.claim_checklist(both), 32)
+    assert "which hold both classes (temporal)" in both_row["why"]
+    assert both_row["section"] == "generalisation"
 
 
 def test_reasons_state_the_numbers_they_are_given():

@@ -59,6 +59,15 @@ def test_evaluation_json_invariants(tiny):
         assert result["weights"].startswith("none")
         fpr = result["external"]["nih"]["false_positive_rate"]
         assert fpr["n"] > 0 and fpr["ci95"][0] <= fpr["value"] <= fpr["ci95"][1]
+        # The later snapshot's new patients with the NIH adults: an external set of both
+        # classes, with the test split's metrics and intervals.
+        temporal = result["external"]["temporal"]
+        later = result["external"]["covid_later"]
+        assert (temporal["classes"], later["classes"]) == ("both", "positive")
+        assert temporal["n"] == later["n"] + result["external"]["nih"]["n"]
+        for key in ("accuracy", "sensitivity", "specificity", "roc_auc"):
+            value, ci = temporal["metrics"][key]["value"], temporal["metrics"][key]["ci95"]
+            assert ci[0] <= value <= ci[1], key
         predictions = pd.read_csv(tiny / f"results/patient/eval/{arch}/seed0.predictions.csv")
         assert (predictions["split"] == "test").sum() == test["n"]
 

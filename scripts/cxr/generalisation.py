@@ -65,6 +65,14 @@ def generalisation(
                 rows.append(row | {"note": entry.get("note", "no images")})
                 continue
             row["metrics"] = {k: metric_interval(entry["metrics"][k]) for k in SHOWN}
+            if entry["classes"] != "both":
+                # On one class, the share correct is that class's sensitivity or specificity,
+                # already shown: not an accuracy to compare with the test split's.
+                row["metrics"]["accuracy"] = {
+                    "value": None,
+                    "ci95": None,
+                    "why": "one class only: see its sensitivity or specificity",
+                }
             part = external[external["source"].isin(entry["sources"])]
             row["gap"] = {
                 key: metrics.bootstrap_difference(

@@ -89,6 +89,7 @@ FACT_KEYS = (
     "intervals",
     "external_sources",
     "external_has_both_classes",
+    "external_both_class_sets",
     "learning_curve",
     "marks_checked",
     "n_marked",
@@ -463,8 +464,10 @@ def _evaluation(f: dict) -> dict[int, tuple]:
 
     external = f["external_sources"]
     if external:
+        both = f["external_both_class_sets"]
         classes = (
-            "which hold both classes"
+            f"which hold both classes ({_join(both)}), so accuracy, sensitivity, specificity "
+            "and ROC AUC are measured outside the training sources too"
             if f["external_has_both_classes"]
             else "which hold one class only, so they measure error rates on that class but not "
             "accuracy or ROC AUC"
@@ -473,7 +476,7 @@ def _evaluation(f: dict) -> dict[int, tuple]:
             MET,
             f"The models are also tested on {_count(len(external), 'external source')} never "
             f"used in training ({_join(external)}), {classes}.",
-            "reproduction",
+            "generalisation" if f["external_has_both_classes"] else "reproduction",
         )
     else:
         item32 = (
@@ -697,6 +700,9 @@ def claim_facts(context: dict, config: dict, protocols: list[dict], images: pd.D
         ),
         "external_has_both_classes": any(
             e.get("classes") == "both" for r in runs for e in r["external"].values()
+        ),
+        "external_both_class_sets": sorted(
+            {n for r in runs for n, e in r["external"].items() if e.get("classes") == "both"}
         ),
         "learning_curve": bool(context.get("learning_curves")),
         "marks_checked": True,

@@ -239,3 +239,18 @@ def test_generalisation_gap_is_external_minus_internal():
     assert set(rows["covid_later"]["gap"]) == {"sensitivity"}
     assert set(rows["nih"]["gap"]) == {"specificity"}
     assert "gap" not in rows["gone"] and rows["gone"]["n"] == 0
+
+
+def test_ids_that_match_a_training_patient_only_in_format_are_kept_and_warned(tmp_path, caplog):
+    sources = {
+        "pos": _folder(tmp_path / "pos", "covid", {"p1-a.png": 1, "p2-a.png": 2}),
+        "neg": _folder(tmp_path / "neg", "normal", {"p7.png": 7, "p8.png": 8}),
+        "later": _folder(tmp_path / "later", "covid", {"p01-b.png": 11, "P2-b.png": 12},
+                         role="external", same_patients_as="pos",
+                         patient_pattern=r"^([pP]\d+)"),
+    }  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="cxr.curate"):
+        images, _, _ = curate(sources, Rules(min_side=8), seed=0)
+    assert sorted(images.loc[images["source"] == "later", "patient"]) == ["pos:P2", "pos:p01"]
+    assert "source later: 2 patient id(s) equal a training patient's id only once" in caplog.text
+    assert "'pos:p01' (training: 'pos:p1')" in caplog.text

@@ -423,6 +423,23 @@ def external_patients(
     training = spec["same_patients_as"]
     keep, dropped = drop_seen_patients(rows, dict(seen), training)
     matched = {row["patient"] for row in dropped}
+    # Ids are compared as written: one that equals a training id only once formatting is taken
+    # out ('01' and '1') stays, but may be a patient the models saw, so the user is told.
+    forms = {patient_id_form(patient): patient for patient in seen}
+    look_alike = sorted(
+        {
+            f"{row['patient']!r} (training: {forms[patient_id_form(row['patient'])]!r})"
+            for row in keep
+            if patient_id_form(row["patient"]) in forms
+        }
+    )
+    if look_alike:
+        log.warning(
+            "source %s: %d patient id(s) equal a training patient's id only once formatting is "
+            "taken out: %s. They are kept as new patients (ids are compared as written); if they "
+            "are the same patients, write the ids one way in the metadata",
+            name, len(look_alike), ", ".join(look_alike),
+        )  # fmt: skip
     log.info(
         "source %s: %d of %d patients also have images in the training data (source %s, ids "
         "compared as written, trimmed): their %d image(s) excluded; %d image(s) of %d new "

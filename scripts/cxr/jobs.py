@@ -426,3 +426,172 @@ def border_probe_job(*, inputs: dict, outputs: dict, params: dict, threads: int)
         images, y, groups, outputs["examples"], title="What the border-only probe sees"
     )
     return result
+
+
+# --------------------------------------------------------------------------- saliency
+
+
+def explain_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> dict:
+    """Grad-CAM and occlusion maps of one run's classifier (shared base + its head) on every
+    test and external image it was evaluated on, their region statistics, and, where the data
+    are synthetic, the pointing game against the planted opacities."""
+    import time
+
+    import keras
+
+    from cxr import attribution, saliency
+    from cxr.models import preprocess
+    from cxr.shards import load_images
+
+    _runtime(threads)
+    settings, training = params["saliency"], params["training"]
+    threshold = params["threshold"]
+    predictions = read_table(inputs["predictions"])
+    ids = list(predictions["id"])
+    images, table = load_images(inputs["manifest"], ids)
+    arch = architecture(params["architecture"], training)
+    size, side = training["image_size"], images.shape[1]
+    base, head = attribution.split_classifier(
+        keras.models.load_model(inputs["model"], compile=False),
+        keras.models.load_model(inputs["base"], compile=False),
+    )
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        """P(disease) of the whole classifier on uint8 images, as evaluation computes it."""
+        out = [
+            np.asarray(head(base(preprocess(arch, batch[i : i + 64], size), training=False)))
+            for i in range(0, len(batch), 64)
+        ]
+        return np.concatenate(out)[:, 1]
+
+    prob = predict(images)
+    gap = float(np.max(np.abs(prob - predictions["probability"].to_numpy())))
+    if gap > 1e-4:
+        raise DataError(
+            f"{inputs['model']} gives probabilities {gap:.2e} away from {inputs['predictions']} "
+            "on the same images; rerun evaluate_model"
+        )
+    predicted = (predictions["probability"].to_numpy() >= threshold).astype(int)
+    seconds = {}
+    started = time.perf_counter()
+    layer = attribution.gradcam_layer(base, settings["gradcam_min_cells"])
+    maps = {
+        "gradcam": attribution.gradcam(
+            base, head, preprocess(arch, images, size), predicted, size=side, layer=layer
+        )
+    }
+    seconds["gradcam"] = time.perf_counter() - started
+    started = time.perf_counter()
+    patch = max(1, round(settings["occlusion_patch"] * side))
+    stride = max(1, round(settings["occlusion_stride"] * side))
+    maps["occlusion"] = attribution.occlusion(
+        predict, images, predicted, patch=patch, stride=stride
+    )
+    seconds["occlusion"] = time.perf_counter() - started
+    for method, spent in seconds.items():
+        log.info(
+            "%s: %s of %d images in %.1f s (%.3f s per image)",
+            params["architecture"], method, len(ids), spent, spent / max(1, len(ids)),
+        )  # fmt: skip
+
+    masks = saliency.region_masks(side, params["border_fraction"], settings["corner_fraction"])
+    area = saliency.area_shares(masks)
+    frame = predictions.copy()
+    frame["outcome"] = saliency.outcomes(predictions, threshold)
+    boxes = {}
+    synthetic = inputs.get("synthetic")
+    if synthetic:
+        root = synthetic if isinstance(synthetic, str) else synthetic[0]
+        boxes = saliency.ground_truth_boxes(
+            read_table(params["ground_truth"]), read_table(inputs["images"]), root
+        )
+    methods, per_image = {}, {image_id: {} for image_id in ids}
+    for method, found in maps.items():
+        shares = saliency.mass_shares(found.maps, masks)
+        regions = saliency.peak_regions(found.peaks, masks)
+        groups = saliency.group_summaries(
+            frame, shares, labels=params["labels"], n_boot=params["n_boot"], seed=params["seed"]
+        )
+        overall = next((g for g in groups if g["by"] == "all test images"), None)
+        tp = (frame["outcome"] == "TP").to_numpy()
+        methods[method] = {
+            "groups": groups,
+            "verdict": saliency.outside_verdict(overall, area) if overall else None,
+            "pointing_game": saliency.pointing_game(
+                found.peaks[tp],
+                [boxes.get(i, {}).get("opacity", []) for i in np.asarray(ids)[tp]],
+            )
+            if boxes
+            else None,
+        }
+        for k, image_id in enumerate(ids):
+            per_image[image_id][method] = {
+                "shares": {r: _finite(shares[r][k]) for r in saliency.REGIONS},
+                "peak": [_finite(v) for v in found.peaks[k]],
+                "peak_region": regions[k],
+            }
+    result = {
+        "architecture": params["architecture"],
+        "protocol": params["protocol"],
+        "run": params["run"]["name"],
+        "threshold": threshold,
+        "explains": "the predicted class: P(disease) >= threshold: disease, else healthy",
+        "image_side": side,
+        "regions": {
+            "border_fraction": params["border_fraction"],
+            "corner_fraction": settings["corner_fraction"],
+            "area_share": area,
+        },
+        "methods": {
+            "gradcam": {
+                "description": "Grad-CAM of the score before softmax on the base's last "
+                f"block with at least {settings['gradcam_min_cells']} cells per side "
+                f"({layer.name}), upsampled bilinearly",
+                "layer": layer.name,
+                "cells": list(maps["gradcam"].cells_shape),
+            },
+            "occlusion": {
+                "description": f"mid-gray {patch}x{patch} px patch, stride {stride} px; drop "
+                "of P(predicted class), mean over the patches covering a pixel",
+                "patch": patch,
+                "stride": stride,
+                "cells": list(maps["occlusion"].cells_shape),
+            },
+        },
+        "ground_truth": "synthetic generator's table" if boxes else None,
+        "summary": methods,
+        "images": [
+            {
+                "id": row["id"], "split": row["split"], "source": row["source"],
+                "patient": row["patient"], "label": int(row["label"]),
+                "probability": float(row["probability"]), "outcome": row["outcome"],
+                "truth": boxes.get(row["id"], {}), **per_image[row["id"]],
+            }
+            for row in frame.to_dict("records")
+        ],  # fmt: skip
+    }
+    write_json(outputs["statistics"], result)
+    from cxr.saliency import write_arrays
+
+    write_arrays(
+        outputs["maps"],
+        {
+            "ids": np.asarray(ids, dtype=str),
+            "images": images[..., 0],
+            # float16 of each map over its maximum: what overlays and shares need, at a
+            # quarter of the size (shares do not depend on a map's scale).
+            **{method: _unit_scale(found.maps) for method, found in maps.items()},
+            **{f"{method}_peaks": found.peaks for method, found in maps.items()},
+        },
+    )
+    return result
+
+
+def _unit_scale(maps: np.ndarray) -> np.ndarray:
+    peak = maps.reshape(len(maps), -1).max(axis=1, initial=0.0)
+    return (maps / np.where(peak > 0, peak, 1.0)[:, None, None]).astype(np.float16)
+
+
+def _finite(value) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None

@@ -494,10 +494,6 @@ def explain_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> d
             params["architecture"], method, len(ids), spent, spent / max(1, len(ids)),
         )  # fmt: skip
 
-    masks = saliency.region_masks(side, params["border_fraction"], settings["corner_fraction"])
-    area = saliency.area_shares(masks)
-    frame = predictions.copy()
-    frame["outcome"] = saliency.outcomes(predictions, threshold)
     boxes = {}
     synthetic = inputs.get("synthetic")
     if synthetic:
@@ -505,43 +501,22 @@ def explain_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> d
         boxes = saliency.ground_truth_boxes(
             read_table(params["ground_truth"]), read_table(inputs["images"]), root
         )
-    methods, per_image = {}, {image_id: {} for image_id in ids}
-    for method, found in maps.items():
-        shares = saliency.mass_shares(found.maps, masks)
-        regions = saliency.peak_regions(found.peaks, masks)
-        groups = saliency.group_summaries(
-            frame, shares, labels=params["labels"], n_boot=params["n_boot"], seed=params["seed"]
-        )
-        overall = next((g for g in groups if g["by"] == "all test images"), None)
-        tp = (frame["outcome"] == "TP").to_numpy()
-        methods[method] = {
-            "groups": groups,
-            "verdict": saliency.outside_verdict(overall, area) if overall else None,
-            "pointing_game": saliency.pointing_game(
-                found.peaks[tp],
-                [boxes.get(i, {}).get("opacity", []) for i in np.asarray(ids)[tp]],
-            )
-            if boxes
-            else None,
-        }
-        for k, image_id in enumerate(ids):
-            per_image[image_id][method] = {
-                "shares": {r: _finite(shares[r][k]) for r in saliency.REGIONS},
-                "peak": [_finite(v) for v in found.peaks[k]],
-                "peak_region": regions[k],
-            }
+    result = saliency.statistics(
+        predictions,
+        {method: (found.maps, found.peaks) for method, found in maps.items()},
+        threshold=threshold,
+        border_fraction=params["border_fraction"],
+        corner_fraction=settings["corner_fraction"],
+        boxes=boxes,
+        labels=params["labels"],
+        n_boot=params["n_boot"],
+        seed=params["seed"],
+    )
     result = {
         "architecture": params["architecture"],
         "protocol": params["protocol"],
         "run": params["run"]["name"],
-        "threshold": threshold,
-        "explains": "the predicted class: P(disease) >= threshold: disease, else healthy",
-        "image_side": side,
-        "regions": {
-            "border_fraction": params["border_fraction"],
-            "corner_fraction": settings["corner_fraction"],
-            "area_share": area,
-        },
+        **result,
         "methods": {
             "gradcam": {
                 "description": "Grad-CAM of the score before softmax on the base's last "
@@ -558,17 +533,6 @@ def explain_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> d
                 "cells": list(maps["occlusion"].cells_shape),
             },
         },
-        "ground_truth": "synthetic generator's table" if boxes else None,
-        "summary": methods,
-        "images": [
-            {
-                "id": row["id"], "split": row["split"], "source": row["source"],
-                "patient": row["patient"], "label": int(row["label"]),
-                "probability": float(row["probability"]), "outcome": row["outcome"],
-                "truth": boxes.get(row["id"], {}), **per_image[row["id"]],
-            }
-            for row in frame.to_dict("records")
-        ],  # fmt: skip
     }
     write_json(outputs["statistics"], result)
     from cxr.saliency import write_arrays
@@ -584,7 +548,8 @@ def explain_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> d
             **{f"{method}_peaks": found.peaks for method, found in maps.items()},
         },
     )
-    return result
+    # Timings go to the log and the caller, not the JSON: same results, same bytes.
+    return {**result, "seconds": seconds}
 
 
 def _unit_scale(maps: np.ndarray) -> np.ndarray:
@@ -592,6 +557,3 @@ def _unit_scale(maps: np.ndarray) -> np.ndarray:
     return (maps / np.where(peak > 0, peak, 1.0)[:, None, None]).astype(np.float16)
 
 
-def _finite(value) -> float | None:
-    value = float(value)
-    return value if np.isfinite(value) else None

@@ -221,3 +221,75 @@ def write_arrays(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
                 info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
                 info.compress_type = zipfile.ZIP_DEFLATED
                 archive.writestr(info, buffer.getvalue())
+
+
+def _finite(value) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def statistics(
+    predictions: pd.DataFrame,
+    maps: dict[str, tuple[np.ndarray, np.ndarray]],
+    *,
+    threshold: float,
+    border_fraction: float,
+    corner_fraction: float,
+    boxes: dict,
+    labels: dict,
+    n_boot: int,
+    seed: int,
+) -> dict:
+    """The statistics JSON of one run: per method (maps [N, H, W] and peaks [N, 2] in the
+    order of `predictions`), the group summaries, the verdict and the pointing game (on the
+    TP images with a planted opacity; None without ground truth), and per image its shares,
+    peak and planted boxes."""
+    side = next(iter(maps.values()))[0].shape[1]
+    masks = region_masks(side, border_fraction, corner_fraction)
+    area = area_shares(masks)
+    frame = predictions.reset_index(drop=True).copy()
+    frame["outcome"] = outcomes(frame, threshold)
+    ids = frame["id"].tolist()
+    tp = (frame["outcome"] == "TP").to_numpy()
+    summary, per_image = {}, [{} for _ in ids]
+    for method, (found, peaks) in maps.items():
+        shares = mass_shares(found, masks)
+        regions = peak_regions(peaks, masks)
+        groups = group_summaries(frame, shares, labels=labels, n_boot=n_boot, seed=seed)
+        overall = next((g for g in groups if g["by"] == "all test images"), None)
+        summary[method] = {
+            "groups": groups,
+            "verdict": outside_verdict(overall, area) if overall else None,
+            "pointing_game": pointing_game(
+                peaks[tp], [boxes.get(i, {}).get("opacity", []) for i in np.asarray(ids)[tp]]
+            )
+            if boxes
+            else None,
+        }
+        for k in range(len(ids)):
+            per_image[k][method] = {
+                "shares": {r: _finite(shares[r][k]) for r in REGIONS},
+                "peak": [_finite(v) for v in peaks[k]],
+                "peak_region": regions[k],
+            }
+    return {
+        "threshold": threshold,
+        "explains": "the predicted class: P(disease) >= threshold: disease, else healthy",
+        "image_side": side,
+        "regions": {
+            "border_fraction": border_fraction,
+            "corner_fraction": corner_fraction,
+            "area_share": area,
+        },
+        "ground_truth": "synthetic generator's table" if boxes else None,
+        "summary": summary,
+        "images": [
+            {
+                "id": row["id"], "split": row["split"], "source": row["source"],
+                "patient": row["patient"], "label": int(row["label"]),
+                "probability": float(row["probability"]), "outcome": row["outcome"],
+                "truth": boxes.get(row["id"], {}), **per_image[k],
+            }
+            for k, row in enumerate(frame.to_dict("records"))
+        ],  # fmt: skip
+    }

@@ -15,7 +15,7 @@ import os
 import time
 from pathlib import Path
 
-from common import OUT, cpu_label, emit, effective_config, rule_benchmarks, say
+from common import OUT, cpu_label, effective_config, emit, rule_benchmarks, say
 
 
 def main() -> None:
@@ -66,8 +66,8 @@ def main() -> None:
         job = time.perf_counter() - started
         images = len(result["images"])
         seconds = result["seconds"]
-        row = {"architecture": arch, "images": images, "job_s_without_startup": round(job, 1),
-               **{f"{m}_s_per_image": round(s / images, 4) for m, s in seconds.items()}}  # fmt: skip
+        row = {"architecture": arch, "images": images, "job_s_without_startup": round(job, 1)}
+        row |= {f"{m}_s_per_image": round(s / images, 4) for m, s in seconds.items()}
         rows.append(row)
         say(f"{arch}: {images} images; Grad-CAM {row['gradcam_s_per_image']:.3f} s/image, "
             f"occlusion {row['occlusion_s_per_image']:.3f} s/image; on {cpu_label()}")  # fmt: skip
@@ -75,8 +75,10 @@ def main() -> None:
     others = float(jobs.loc[jobs["rule"] != "explain_model", "s"].sum())
     explain = sum(r["job_s_without_startup"] for r in rows)
     share = explain / (others + explain) if others else None
-    say(f"explain jobs {explain:.0f} s (without TensorFlow's start-up) against {others:.0f} s "
-        f"of the run's other jobs: {share:.1%} of the job time; on {cpu_label()}")
+    say(
+        f"explain jobs {explain:.0f} s (without TensorFlow's start-up) against {others:.0f} s "
+        f"of the run's other jobs: {share:.1%} of the job time; on {cpu_label()}"
+    )
     emit("saliency", {"workdir": str(workdir), "rows": rows, "other_jobs_s": others,
                       "share_of_job_time": share})  # fmt: skip
 

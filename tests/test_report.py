@@ -59,8 +59,11 @@ def _saliency(stem: Path, predictions: pd.DataFrame, arch: str) -> tuple[str, st
     maps[healthy, :2, :2] = 1.0
     maps[~healthy, 6:10, 6:10] = 1.0
     peaks = np.where(healthy[:, None], [[1 / 16, 1 / 16]], [[0.5, 0.5]])
-    boxes = {i: {"opacity": [[0.3, 0.3, 0.7, 0.7]]}
-             for i, y in zip(predictions["id"], predictions["label"], strict=True) if y == 1}
+    boxes = {
+        i: {"opacity": [[0.3, 0.3, 0.7, 0.7]]}
+        for i, y in zip(predictions["id"], predictions["label"], strict=True)
+        if y == 1
+    }
     result = statistics(
         predictions, {"gradcam": (maps, peaks), "occlusion": (maps, peaks)}, threshold=0.5,
         border_fraction=0.125, corner_fraction=0.125, boxes=boxes, labels=LABELS, n_boot=50,
@@ -137,7 +140,8 @@ def results(synthetic_root, tmp_path_factory) -> dict:
     # As rule render_report declares them: per-run inputs in the same run order, and the
     # figures as curves for every run, then roc for every run, then confusion for every run.
     evaluations, paths = [], {"evaluations": [], "predictions": [], "histories": [],
-                              "train_summaries": [], "saliency": [], "saliency_maps": []}  # fmt: skip
+                              "train_summaries": []}  # fmt: skip
+    paths |= {"saliency": [], "saliency_maps": []}
     figures: dict[str, list[str]] = {"curves": [], "roc": [], "confusion": []}
     for i, (arch, seed) in enumerate(RUNS):
         predictions = _predictions(splits, seed=i)

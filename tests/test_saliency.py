@@ -102,8 +102,10 @@ def test_ground_truth_boxes_match_curated_images_by_path(tmp_path):
             "source_dir": ["covid-x", "covid-x", "normal-y"],
             "file": ["images/a.png", "images/a.png", "b.jpeg"],
             "kind": ["opacity", "arrow", "marker"],
-            "x0": [0.1, 0.2, 0.0], "y0": [0.1, 0.2, 0.0],
-            "x1": [0.3, 0.4, 0.1], "y1": [0.3, 0.4, 0.1],
+            "x0": [0.1, 0.2, 0.0],
+            "y0": [0.1, 0.2, 0.0],
+            "x1": [0.3, 0.4, 0.1],
+            "y1": [0.3, 0.4, 0.1],
         }  # fmt: skip
     )
     images = pd.DataFrame(

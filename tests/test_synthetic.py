@@ -342,7 +342,7 @@ def test_ground_truth_locates_what_was_planted(generate):
     assert set(markers["source_dir"]) == {"kermany-normal"}
     assert markers["file"].nunique() == summary["healthy"]["confounded_files"] + 1  # + the copy
     assert (markers[["x1", "y1"]] < BORDER).all().all()  # inside the border strip
-    assert ((truth[["x0", "y0"]].to_numpy() < truth[["x1", "y1"]].to_numpy())).all()
+    assert (truth[["x0", "y0"]].to_numpy() < truth[["x1", "y1"]].to_numpy()).all()
     # A marker block is bright (0.95 of full scale) around a dark "R": its median stands out.
     for row in markers.head(5).itertuples():
         pixels = to_grayscale_array(Image.open(root / row.source_dir / row.file)).astype(float)

@@ -555,5 +555,3 @@ def explain_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> d
 def _unit_scale(maps: np.ndarray) -> np.ndarray:
     peak = maps.reshape(len(maps), -1).max(axis=1, initial=0.0)
     return (maps / np.where(peak > 0, peak, 1.0)[:, None, None]).astype(np.float16)
-
-

@@ -141,9 +141,7 @@ def saliency_overlays(panels: list[dict], path: str | Path, *, title: str) -> No
     map over its own maximum, transparent where it is 0), titled with id, source and P."""
     import numpy as np
 
-    fig, axes = plt.subplots(
-        len(panels), 3, figsize=(6.3, 2.25 * len(panels)), squeeze=False
-    )
+    fig, axes = plt.subplots(len(panels), 3, figsize=(6.3, 2.25 * len(panels)), squeeze=False)
     for row, panel in enumerate(panels):
         for col, (name, heat) in enumerate(
             (("image", None), ("Grad-CAM", panel["gradcam"]), ("occlusion", panel["occlusion"]))

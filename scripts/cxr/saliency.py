@@ -101,9 +101,7 @@ def ground_truth_boxes(truth: pd.DataFrame, images: pd.DataFrame, root: str | Pa
     for name, kind, *box in zip(key, truth["kind"], truth["x0"], truth["y0"], truth["x1"],
                                 truth["y1"], strict=True):  # fmt: skip
         if name in by_path:
-            boxes.setdefault(by_path[name], {}).setdefault(kind, []).append(
-                [float(v) for v in box]
-            )
+            boxes.setdefault(by_path[name], {}).setdefault(kind, []).append([float(v) for v in box])
     return boxes
 
 
@@ -213,14 +211,16 @@ def outside_verdict(group: dict, area: dict) -> dict:
 def write_arrays(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
     """A compressed .npz (np.load reads it) whose bytes depend on the arrays only: np.savez
     stamps each member with the time of writing."""
-    with atomic_open(path, "wb") as handle:
-        with zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive:
-            for name, array in arrays.items():
-                buffer = io.BytesIO()
-                np.lib.format.write_array(buffer, np.asarray(array), allow_pickle=False)
-                info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-                info.compress_type = zipfile.ZIP_DEFLATED
-                archive.writestr(info, buffer.getvalue())
+    with (
+        atomic_open(path, "wb") as handle,
+        zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive,
+    ):
+        for name, array in arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.asarray(array), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, buffer.getvalue())
 
 
 def _finite(value) -> float | None:
@@ -285,10 +285,15 @@ def statistics(
         "summary": summary,
         "images": [
             {
-                "id": row["id"], "split": row["split"], "source": row["source"],
-                "patient": row["patient"], "label": int(row["label"]),
-                "probability": float(row["probability"]), "outcome": row["outcome"],
-                "truth": boxes.get(row["id"], {}), **per_image[k],
+                "id": row["id"],
+                "split": row["split"],
+                "source": row["source"],
+                "patient": row["patient"],
+                "label": int(row["label"]),
+                "probability": float(row["probability"]),
+                "outcome": row["outcome"],
+                "truth": boxes.get(row["id"], {}),
+                **per_image[k],
             }
             for k, row in enumerate(frame.to_dict("records"))
         ],  # fmt: skip

@@ -268,7 +268,9 @@ def _add_opacities(
         blobs += amplitude * np.exp(-((xx - bx) ** 2 + (yy - by) ** 2) / (2 * sigma**2))
         if planted is not None:
             bx, by, sigma = float(bx), float(by), float(sigma)
-            box = _box_row("opacity", bx - 2 * sigma, by - 2 * sigma, bx + 2 * sigma, by + 2 * sigma)
+            box = _box_row(
+                "opacity", bx - 2 * sigma, by - 2 * sigma, bx + 2 * sigma, by + 2 * sigma
+            )
             planted.append({**box, "sigma": sigma})
     blobs *= signal * lungs
     # Darken the lungs by what the opacities add, so the lungs' mean (hence the image's) stays
@@ -634,7 +636,11 @@ def _write_healthy(
     copy = original.removesuffix(".jpeg") + " (1).jpeg"
     (root / copy).write_bytes((root / original).read_bytes())
     truth.extend(
-        [{**r, "file": copy} for r in truth if (r["source_dir"], r["file"]) == (root.name, original)]
+        [
+            {**r, "file": copy}
+            for r in truth
+            if (r["source_dir"], r["file"]) == (root.name, original)
+        ]
     )
     result: dict = {"duplicate_pair": [original, copy]}
     if modes:

@@ -572,7 +572,8 @@ def test_checklist_has_every_claim_item_and_valid_links(context, page):
     links = [a["href"] for tag, a in _tags(page) if tag == "a" and a.get("href", "")[:1] == "#"]
     assert links and all(href[1:] in anchors for href in links)
     by_item = {r["item"]: r for r in rows}
-    assert by_item[31]["status"] == "not met"  # no saliency maps yet
+    assert by_item[31]["status"] == "met"  # saliency maps of every explained run
+    assert by_item[31]["section"] == "saliency"
     assert by_item[32]["status"] == "met"  # an external source was evaluated
 
 

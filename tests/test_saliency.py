@@ -201,6 +201,21 @@ def test_gradcam_peaks_where_the_evidence_is(two_feature_model):
     assert np.allclose(again.maps, maps.maps)
 
 
+def test_gradcam_layer_passes_over_padding():
+    """MobileNet pads before each strided convolution: at 64 px the last map of 8 cells or more
+    is a 9x9 padding of the 8x8 block, whose cells are not the image's."""
+    import keras
+
+    from cxr import attribution
+
+    image = keras.Input((16, 16, 3))
+    block = keras.layers.Conv2D(2, 3, padding="same", name="block")(image)
+    padded = keras.layers.ZeroPadding2D(((0, 1), (0, 1)), name="pad")(block)
+    out = keras.layers.Conv2D(2, 3, strides=3, name="strided")(padded)  # 5x5
+    base = keras.Model(image, out)
+    assert attribution.gradcam_layer(base, 7).name == "block"
+
+
 def test_occlusion_peaks_where_graying_lowers_the_probability(corner_model):
     from cxr import attribution
 

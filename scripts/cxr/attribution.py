@@ -60,10 +60,14 @@ def gradcam_layer(base: keras.Model, min_cells: int) -> keras.layers.Layer:
     are the map's resolution; at 224 px that is the base's output (7x7), but at the embedded
     default's 64 px the last block has 2x2 cells, which cannot tell the lungs from the border
     strip, so the last block that still has `min_cells` (default 7, the article's map) is
-    taken: 8x8, the end of DenseNet121's second dense block, ResNet50's conv3 or MobileNet's
-    5th block. Chosen from shapes alone, so any keras.applications base works."""
+    taken: 8x8, DenseNet121's transition after its second dense block (pool3_conv), ResNet50's
+    conv3_block4_out, MobileNet's conv_pw_5_relu. Chosen from shapes alone, so any
+    keras.applications base works; padding layers are passed over (their cells are not the
+    image's: a 9x9 map of an 8x8 one)."""
     chosen = None
     for layer in base.layers:
+        if isinstance(layer, keras.layers.ZeroPadding2D | keras.layers.InputLayer):
+            continue
         shape = getattr(layer, "output", None)
         shape = getattr(shape, "shape", None)
         if shape is not None and len(shape) == 4 and min(shape[1], shape[2]) >= min_cells:

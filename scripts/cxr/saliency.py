@@ -274,7 +274,7 @@ def statistics(
             }
     return {
         "threshold": threshold,
-        "explains": "the predicted class: P(disease) >= threshold: disease, else healthy",
+        "explains": "the predicted class (disease where P(disease) >= threshold, else healthy)",
         "image_side": side,
         "regions": {
             "border_fraction": border_fraction,

@@ -448,7 +448,7 @@ def explain_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> d
     threshold = params["threshold"]
     predictions = read_table(inputs["predictions"])
     ids = list(predictions["id"])
-    images, table = load_images(inputs["manifest"], ids)
+    images, _ = load_images(inputs["manifest"], ids)
     arch = architecture(params["architecture"], training)
     size, side = training["image_size"], images.shape[1]
     base, head = attribution.split_classifier(
@@ -535,9 +535,7 @@ def explain_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> d
         },
     }
     write_json(outputs["statistics"], result)
-    from cxr.saliency import write_arrays
-
-    write_arrays(
+    saliency.write_arrays(
         outputs["maps"],
         {
             "ids": np.asarray(ids, dtype=str),

@@ -14,6 +14,7 @@ include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/audit.smk"
+include: "rules/explain.smk"
 include: "rules/report.smk"
 
 

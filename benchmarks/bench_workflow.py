@@ -60,7 +60,8 @@ from common import (
 
 from cxr.io import read_json
 
-TF_RULES = ("write_shards", "extract_features", "train_model", "evaluate_model", "probe_borders")
+TF_RULES = ("write_shards", "extract_features", "train_model", "evaluate_model", "probe_borders",
+            "explain_model")  # fmt: skip
 HEAD_RULES = ("train_model", "evaluate_model")
 TARGET = "1, plus the probe's blanked pass"
 # The paths this benchmark reads, as rules/common.smk lays them out (relative to the run's

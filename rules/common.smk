@@ -11,6 +11,7 @@ from cxr import config as cxr_config  # noqa: E402
 from cxr.errors import CxrError  # noqa: E402
 from cxr.protocols import RUN_NAME  # noqa: E402
 from cxr.shards import shard_names  # noqa: E402
+from cxr.synthetic import GROUND_TRUTH_FILE  # noqa: E402
 
 # The dataset's overrides, then what the user wrote over them (--configfile files, then
 # --config; the workflow's own config.yaml holds defaults, wherever it is given from), the
@@ -44,10 +45,13 @@ SEEDS = config["training"]["seeds"]
 USE_IMAGENET = config["training"]["weights"] == "imagenet"
 AUDIT_ARCHITECTURE = config["audit"]["architecture"] or ARCHITECTURES[0]
 PRIMARY = config["protocols"]["primary"]
+SALIENCY = config["saliency"]
 
 # The results layout, written once: rules name these patterns, scripts get the paths as named
 # inputs and outputs, and nothing rebuilds a path from a pattern elsewhere.
 SYNTHETIC = "resources/synthetic"
+# Where the generator planted what (outside the source roots); never an input of training.
+GROUND_TRUTH = f"{SYNTHETIC}/{GROUND_TRUTH_FILE}"
 CURATED = "results/curated"
 SHARDS = "results/shards"
 # write_shards' TFRecord files (declared so that --delete-all-output, --list-untracked and
@@ -227,6 +231,27 @@ def run_labels(figure):
         }
 
     return labels
+
+
+def explained_runs(pattern):
+    """`pattern` for the primary protocol's runs that explain_model maps: each architecture's
+    first run, or all of them (saliency.runs); none when saliency is off."""
+    if not SALIENCY["enabled"]:
+        return []
+    runs = PROTOCOLS[PRIMARY].runs()
+    if SALIENCY["runs"] == "first":
+        runs = runs[:1]
+    return [
+        pattern.format(protocol=PRIMARY, arch=arch, run=run.name)
+        for arch in ARCHITECTURES
+        for run in runs
+    ]
+
+
+def ground_truth_input(wildcards):
+    """The generator's folder, whose table of planted findings the pointing game reads: only
+    synthetic data have one."""
+    return [SYNTHETIC] if "synthetic" in DATASET else []
 
 
 def learning_curve_protocols():

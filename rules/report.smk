@@ -34,6 +34,8 @@ rule render_report:
         generalisation_plot=f"{GENERALISATION}.png",
         audit=f"{AUDIT}/leakage.json",
         border_examples=f"{AUDIT}/border_examples.png",
+        saliency=explained_runs(f"{EVAL}.saliency.json"),
+        saliency_maps=explained_runs(f"{EVAL}.saliency.npz"),
         templates=report_templates(),
     output:
         html=report(
@@ -54,6 +56,7 @@ rule render_report:
             for name, protocol in PROTOCOLS.items()
         ],
         primary=PRIMARY,
+        overlays=SALIENCY["overlays"],
         template_dir=lambda wildcards, input: os.path.dirname(input.templates[0]),
     script:
         "../scripts/render_report.py"

@@ -13,6 +13,7 @@ def main(*, inputs: dict, outputs: dict, params: dict) -> None:
         labels=dict(params["labels"]),
         protocols=[dict(p) for p in params["protocols"]],
         primary=params["primary"],
+        overlays=params["overlays"],
         template_dir=params["template_dir"],
     )
 

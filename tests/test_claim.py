@@ -135,6 +135,7 @@ def test_sections_are_the_report_anchors():
         "results",
         "learning-curve",
         "marks",
+        "saliency",
         "caveats",
         "reproducibility",
         "checklist",

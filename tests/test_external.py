@@ -5,6 +5,7 @@ external set. On the synthetic later snapshot, where every planted case is known
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,7 @@ from cxr.curate import Rules, curate
 from cxr.errors import ConfigError
 from cxr.evaluate import evaluate_predictions
 from cxr.generalisation import generalisation
-from cxr.synthetic import DISEASE_DIR, LATER_DIR, generate_synthetic
+from cxr.synthetic import DISEASE_DIR, GROUND_TRUTH_FILE, LATER_DIR, generate_synthetic
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +98,13 @@ def test_later_snapshot_leaves_the_first_unchanged(tmp_path):
     generate_synthetic(grown, seed=3, n_disease_patients=10, n_healthy_patients=6,
                        n_external_patients=1, image_size=48, n_later_patients=2)  # fmt: skip
     files = sorted(p.relative_to(plain) for p in plain.rglob("*") if p.is_file())
+    truth = Path(GROUND_TRUTH_FILE)
+    files.remove(truth)  # the table of what was planted gains the later snapshot's rows
     assert files and all((plain / f).read_bytes() == (grown / f).read_bytes() for f in files)
+    first, both = pd.read_csv(plain / truth), pd.read_csv(grown / truth)
+    pd.testing.assert_frame_equal(both[both["source_dir"] != LATER_DIR], first)
+    later = both[both["source_dir"] == LATER_DIR]
+    assert set(later["kind"]) <= {"opacity", "arrow"} and len(later) > len(first) / 2
     assert not (plain / LATER_DIR).exists() and (grown / LATER_DIR / "metadata.csv").is_file()
     first = (grown / DISEASE_DIR / "images").iterdir()
     assert all(

@@ -35,7 +35,8 @@ FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
 RUNS = (("MobileNet", 0), ("MobileNet", 1), ("DenseNet121", 0))  # two seeds of one
 LABELS = {"positive": "covid", "negative": "normal"}
 SECTIONS = ("summary", "reproduction", "data", "training", "results", "generalisation",
-            "learning-curve", "marks", "caveats", "reproducibility", "checklist")  # fmt: skip
+            "learning-curve", "marks", "saliency", "caveats", "reproducibility",
+            "checklist")  # fmt: skip
 # As config.yaml's synthetic dataset: each external source alone, then the named group.
 EXTERNAL_SETS = {"nih": ["nih"], "covid_later": ["covid_later"],
                  "temporal": ["covid_later", "nih"]}  # fmt: skip
@@ -49,6 +50,42 @@ TIMINGS = ("seconds_features", "seconds_fit", "resumed_from_epoch")  # in a run'
 def _png(path: Path, colour: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", (40, 30), colour).save(path)
+
+
+def _saliency(stem: Path, predictions: pd.DataFrame, arch: str) -> tuple[str, str]:
+    """A run's saliency outputs as explain_model writes them (cxr.saliency.statistics), from
+    made-up maps: healthy images hot in the top-left corner (a marker), the others in the
+    middle; the disease images' opacity planted at the middle, so the pointing game scores."""
+    from cxr.saliency import statistics, write_arrays
+
+    n, side = len(predictions), 16
+    maps = np.zeros((n, side, side), np.float32)
+    healthy = (predictions["label"] == 0).to_numpy()
+    maps[healthy, :2, :2] = 1.0
+    maps[~healthy, 6:10, 6:10] = 1.0
+    peaks = np.where(healthy[:, None], [[1 / 16, 1 / 16]], [[0.5, 0.5]])
+    boxes = {
+        i: {"opacity": [[0.3, 0.3, 0.7, 0.7]]}
+        for i, y in zip(predictions["id"], predictions["label"], strict=True)
+        if y == 1
+    }
+    result = statistics(
+        predictions, {"gradcam": (maps, peaks), "occlusion": (maps, peaks)}, threshold=0.5,
+        border_fraction=0.125, corner_fraction=0.125, boxes=boxes, labels=LABELS, n_boot=50,
+        seed=0,
+    )  # fmt: skip
+    result = {"architecture": arch, "protocol": "patient", "run": "seed0", **result,
+              "methods": {m: {"description": f"{m} made up", "cells": [4, 4]}
+                          for m in ("gradcam", "occlusion")}}  # fmt: skip
+    write_json(f"{stem}.saliency.json", result)
+    rng = np.random.default_rng(0)
+    write_arrays(f"{stem}.saliency.npz", {
+        "ids": predictions["id"].to_numpy(str),
+        "images": rng.integers(0, 255, (n, side, side), dtype=np.uint8),
+        "gradcam": maps.astype(np.float16), "occlusion": maps.astype(np.float16),
+        "gradcam_peaks": peaks, "occlusion_peaks": peaks,
+    })  # fmt: skip
+    return f"{stem}.saliency.json", f"{stem}.saliency.npz"
 
 
 def _predictions(splits: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -109,6 +146,7 @@ def results(synthetic_root, tmp_path_factory) -> dict:
     # figures as curves for every run, then roc for every run, then confusion for every run.
     evaluations, paths = [], {"evaluations": [], "predictions": [], "histories": [],
                               "train_summaries": []}  # fmt: skip
+    paths |= {"saliency": [], "saliency_maps": []}
     figures: dict[str, list[str]] = {"curves": [], "roc": [], "confusion": []}
     for i, (arch, seed) in enumerate(RUNS):
         predictions = _predictions(splits, seed=i)
@@ -144,6 +182,10 @@ def results(synthetic_root, tmp_path_factory) -> dict:
         paths["predictions"].append(f"{stem}.predictions.csv")
         paths["histories"].append(str(history))
         paths["train_summaries"].append(str(train_summary))
+        if seed == 0:  # saliency.runs: first
+            statistics, maps = _saliency(stem, predictions, arch)
+            paths["saliency"].append(statistics)
+            paths["saliency_maps"].append(maps)
     paths["figures"] = [path for kind in ("curves", "roc", "confusion") for path in figures[kind]]
     write_json(inputs["eval_summary"], summarise(evaluations))
 
@@ -455,6 +497,19 @@ def test_chromium_renders_the_report(page, tmp_path):
 # ---------------------------------------------------------------- protocol sections
 
 
+def test_saliency_section_shows_each_architecture_with_numbers(results, page):
+    text = _section(page, "saliency")
+    for arch in ("MobileNet", "DenseNet121"):
+        assert f"{arch} (patient, seed0)" in text
+    assert 'alt="saliency overlays of MobileNet"' in page
+    # Made-up maps: healthy images put all their mass in the top-left corner, which covers
+    # 2x2 of 16x16 pixels (1.6%), disease images none in the border strip.
+    assert "1.6%" in text and "100.0%" in text
+    # The verdict and its rule, and the pointing game (every disease call hits its box).
+    assert "attention outside the lungs" in text and "Rule: flag if" in text
+    assert "Pointing game" in text
+
+
 def _section(page: str, name: str) -> str:
     start = page.index(f'<section id="{name}">')
     return _text(page[start : page.index("</section>", start)])
@@ -529,7 +584,8 @@ def test_checklist_has_every_claim_item_and_valid_links(context, page):
     links = [a["href"] for tag, a in _tags(page) if tag == "a" and a.get("href", "")[:1] == "#"]
     assert links and all(href[1:] in anchors for href in links)
     by_item = {r["item"]: r for r in rows}
-    assert by_item[31]["status"] == "not met"  # no saliency maps yet
+    assert by_item[31]["status"] == "met"  # saliency maps of every explained run
+    assert by_item[31]["section"] == "saliency"
     assert by_item[32]["status"] == "met"  # an external source was evaluated
 
 

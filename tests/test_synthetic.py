@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 from sklearn.linear_model import LogisticRegression
@@ -20,7 +21,13 @@ from sklearn.preprocessing import StandardScaler
 
 from cxr.errors import ConfigError, DataError
 from cxr.images import to_grayscale_array
-from cxr.synthetic import BORDER, Anatomy, generate_synthetic, render_chest
+from cxr.synthetic import (
+    BORDER,
+    GROUND_TRUTH_FILE,
+    Anatomy,
+    generate_synthetic,
+    render_chest,
+)
 
 # First line of metadata.csv in ieee8023/covid-chestxray-dataset at 2020-03-18.
 REAL_HEADER = (
@@ -313,7 +320,39 @@ def test_coloured_marks_only_on_the_listed_covid_images(generate):
     marked_digests, plain_digests = tree_digests(root), tree_digests(plain_root)
     assert marked_digests.keys() == plain_digests.keys()
     changed = {name for name, digest in marked_digests.items() if plain_digests[name] != digest}
-    assert changed == {f"covid-chestxray-dataset/images/{name}" for name in marked}
+    images_changed = changed - {GROUND_TRUTH_FILE}
+    assert images_changed == {f"covid-chestxray-dataset/images/{name}" for name in marked}
+    # ... and the ground truth gains exactly one arrow row per marked image.
+    truth, plain_truth = (
+        pd.read_csv(r / GROUND_TRUTH_FILE, keep_default_na=False) for r in (root, plain_root)
+    )
+    arrows = truth[truth["kind"] == "arrow"]
+    assert sorted(arrows["file"]) == [f"images/{name}" for name in marked]
+    assert truth[truth["kind"] != "arrow"].reset_index(drop=True).equals(plain_truth)
+
+
+def test_ground_truth_locates_what_was_planted(generate):
+    """Each opacity row is a bright spot of the picture, each marker the healthy source's block;
+    markers only on confounded healthy images, opacities only on disease images."""
+    root, summary = generate(seed=0)
+    truth = pd.read_csv(root / GROUND_TRUTH_FILE, keep_default_na=False)
+    assert set(truth["kind"]) == {"opacity", "marker", "arrow"}
+    assert set(truth.loc[truth["kind"] == "opacity", "source_dir"]) == {"covid-chestxray-dataset"}
+    markers = truth[truth["kind"] == "marker"]
+    assert set(markers["source_dir"]) == {"kermany-normal"}
+    assert markers["file"].nunique() == summary["healthy"]["confounded_files"] + 1  # + the copy
+    assert (markers[["x1", "y1"]] < BORDER).all().all()  # inside the border strip
+    assert (truth[["x0", "y0"]].to_numpy() < truth[["x1", "y1"]].to_numpy()).all()
+    # A marker block is bright (0.95 of full scale) around a dark "R": its median stands out.
+    for row in markers.head(5).itertuples():
+        pixels = to_grayscale_array(Image.open(root / row.source_dir / row.file)).astype(float)
+        h, w = pixels.shape
+        block = pixels[round(row.y0 * h) + 1 : round(row.y1 * h) - 1,
+                       round(row.x0 * w) + 1 : round(row.x1 * w) - 1]  # fmt: skip
+        assert np.median(block) > np.median(pixels) + 60, row.file
+    plain_root, _ = generate(seed=0, confound=0.0)
+    plain = pd.read_csv(plain_root / GROUND_TRUTH_FILE, keep_default_na=False)
+    assert "marker" not in set(plain["kind"])
 
 
 def trivial_features(path: Path) -> list[float]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -88,6 +89,60 @@ def test_negative_control_does_not_flag(tmp_path):
     assert verdicts["border-only probe"] != "flag", audit["border_probe"]["auc"]
 
 
+# --------------------------------------------------------------------------- saliency
+# Like the audit's: a positive control (the confound on: the healthy images carry a marker in
+# the top-left corner, and the maps must find it there), a negative control (confound 0: they
+# must not) and the pointing game against the opacities the generator planted.
+SALIENCY = "results/patient/eval/DenseNet121/seed0.saliency.json"
+
+
+def healthy_corner_share(statistics: dict, method: str) -> tuple[dict, float]:
+    """Mean top-left mass share of the healthy test images, with its interval, and the
+    share of area the box covers (what an uninformative map gives)."""
+    groups = statistics["summary"][method]["groups"]
+    healthy = next(g for g in groups if (g["by"], g["value"]) == ("class", "normal"))
+    return healthy["shares"]["top_left"], statistics["regions"]["area_share"]["top_left"]
+
+
+def test_saliency_positive_control_finds_the_marker(tiny):
+    statistics = load(tiny / SALIENCY)
+    share, area = healthy_corner_share(statistics, "occlusion")
+    # Occlusion: well above the area share, the interval's lower bound too.
+    assert share["mean"] > 3 * area and share["ci95"][0] > area, (share, area)
+    # Every test and external image is mapped, and the maps are saved beside the predictions.
+    predictions = pd.read_csv(tiny / SALIENCY.replace(".saliency.json", ".predictions.csv"))
+    assert [r["id"] for r in statistics["images"]] == list(predictions["id"])
+    with np.load(tiny / SALIENCY.replace(".json", ".npz")) as maps:
+        assert maps["ids"].tolist() == list(predictions["id"])
+        assert maps["gradcam"].shape == maps["occlusion"].shape == (len(predictions), 64, 64)
+
+
+@pytest.fixture(scope="module")
+def unconfounded(tmp_path_factory):
+    """confound 0 with a strong disease signal (tests/configs/saliency.yaml): DenseNet121 on
+    the primary protocol only, up to its saliency maps."""
+    workdir = tmp_path_factory.mktemp("unconfounded")
+    run_workflow(workdir, "tiny.yaml", "no_confound.yaml", "saliency.yaml", targets=(SALIENCY,))
+    return load(workdir / SALIENCY)
+
+
+def test_saliency_negative_control_does_not_find_a_marker(unconfounded):
+    share, area = healthy_corner_share(unconfounded, "occlusion")
+    assert share["ci95"][0] <= area, (share, area)
+
+
+def test_pointing_game_beats_a_random_point(unconfounded):
+    """Measured here (19 TP images): occlusion 9/19 (47%, 95% CI 27-68%), Grad-CAM on the
+    8x8 block 4/19 (21%, 9-43%), a random point 10%."""
+    occlusion = unconfounded["summary"]["occlusion"]["pointing_game"]
+    gradcam = unconfounded["summary"]["gradcam"]["pointing_game"]
+    tp = sum(r["outcome"] == "TP" and bool(r["truth"].get("opacity"))
+             for r in unconfounded["images"])  # fmt: skip
+    assert occlusion["n"] == gradcam["n"] == tp >= 10
+    assert occlusion["ci95"][0] > occlusion["random_point_rate"], occlusion
+    assert gradcam["value"] > gradcam["random_point_rate"], gradcam
+
+
 DETERMINISTIC = [
     "results/curated/images.csv",
     "results/curated/exclusions.csv",
@@ -105,6 +160,8 @@ DETERMINISTIC = [
     "results/learning_curve/eval/DenseNet121/f050-seed0.json",
     "results/protocols/comparison.json",
     "results/audit/leakage.json",
+    SALIENCY,
+    SALIENCY.replace(".json", ".npz"),
 ]
 
 
@@ -119,9 +176,11 @@ def test_two_clean_runs_are_byte_identical(tiny, tmp_path):
 def test_report_is_written_with_every_section(tiny):
     html = (tiny / "results/report.html").read_text()
     for section in ("summary", "reproduction", "data", "training", "results", "learning-curve",
-                    "marks", "caveats", "reproducibility", "checklist"):  # fmt: skip
+                    "marks", "saliency", "caveats", "reproducibility", "checklist"):  # fmt: skip
         assert f'id="{section}"' in html, section
     assert "<script" not in html
+    for arch in ("MobileNet", "DenseNet121"):
+        assert f'alt="saliency overlays of {arch}"' in html, arch
     for protocol in PROTOCOLS:
         assert f"<td>{protocol}" in html, protocol
 

@@ -146,6 +146,11 @@ def check(config: dict) -> None:
             )
     if config["audit"]["architecture"] not in (None, *training["architectures"]):
         raise ConfigError("audit.architecture must be one of training.architectures or null")
+    if config["saliency"]["corner_fraction"] > config["audit"]["border_fraction"]:
+        raise ConfigError(
+            "saliency.corner_fraction must not exceed audit.border_fraction: the corner boxes "
+            "lie in the border strip"
+        )
     sources = dataset(config)["sources"]
     labels = {config["labels"]["positive"], config["labels"]["negative"]}
     for name, spec in sources.items():

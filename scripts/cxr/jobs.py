@@ -427,3 +427,130 @@ def border_probe_job(*, inputs: dict, outputs: dict, params: dict, threads: int)
         images, y, groups, outputs["examples"], title="What the border-only probe sees"
     )
     return result
+
+
+# --------------------------------------------------------------------------- saliency
+
+
+def explain_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> dict:
+    """Grad-CAM and occlusion maps of one run's classifier (shared base + its head) on every
+    test and external image it was evaluated on, their region statistics, and, where the data
+    are synthetic, the pointing game against the planted opacities."""
+    import time
+
+    import keras
+
+    from cxr import attribution, saliency
+    from cxr.models import preprocess
+    from cxr.shards import load_images
+
+    _runtime(threads)
+    settings, training = params["saliency"], params["training"]
+    threshold = params["threshold"]
+    predictions = read_table(inputs["predictions"])
+    ids = list(predictions["id"])
+    images, _ = load_images(inputs["manifest"], ids)
+    arch = architecture(params["architecture"], training)
+    size, side = training["image_size"], images.shape[1]
+    base, head = attribution.split_classifier(
+        keras.models.load_model(inputs["model"], compile=False),
+        keras.models.load_model(inputs["base"], compile=False),
+    )
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        """P(disease) of the whole classifier on uint8 images, as evaluation computes it."""
+        out = [
+            np.asarray(head(base(preprocess(arch, batch[i : i + 64], size), training=False)))
+            for i in range(0, len(batch), 64)
+        ]
+        return np.concatenate(out)[:, 1]
+
+    prob = predict(images)
+    gap = float(np.max(np.abs(prob - predictions["probability"].to_numpy())))
+    if gap > 1e-4:
+        raise DataError(
+            f"{inputs['model']} gives probabilities {gap:.2e} away from {inputs['predictions']} "
+            "on the same images; rerun evaluate_model"
+        )
+    predicted = (predictions["probability"].to_numpy() >= threshold).astype(int)
+    seconds = {}
+    started = time.perf_counter()
+    layer = attribution.gradcam_layer(base, settings["gradcam_min_cells"])
+    maps = {
+        "gradcam": attribution.gradcam(
+            base, head, preprocess(arch, images, size), predicted, size=side, layer=layer
+        )
+    }
+    seconds["gradcam"] = time.perf_counter() - started
+    started = time.perf_counter()
+    patch = max(1, round(settings["occlusion_patch"] * side))
+    stride = max(1, round(settings["occlusion_stride"] * side))
+    maps["occlusion"] = attribution.occlusion(
+        predict, images, predicted, patch=patch, stride=stride
+    )
+    seconds["occlusion"] = time.perf_counter() - started
+    for method, spent in seconds.items():
+        log.info(
+            "%s: %s of %d images in %.1f s (%.3f s per image)",
+            params["architecture"], method, len(ids), spent, spent / max(1, len(ids)),
+        )  # fmt: skip
+
+    boxes = {}
+    synthetic = inputs.get("synthetic")
+    if synthetic:
+        root = synthetic if isinstance(synthetic, str) else synthetic[0]
+        boxes = saliency.ground_truth_boxes(
+            read_table(params["ground_truth"]), read_table(inputs["images"]), root
+        )
+    result = saliency.statistics(
+        predictions,
+        {method: (found.maps, found.peaks) for method, found in maps.items()},
+        threshold=threshold,
+        border_fraction=params["border_fraction"],
+        corner_fraction=settings["corner_fraction"],
+        boxes=boxes,
+        labels=params["labels"],
+        n_boot=params["n_boot"],
+        seed=params["seed"],
+    )
+    result = {
+        "architecture": params["architecture"],
+        "protocol": params["protocol"],
+        "run": params["run"]["name"],
+        **result,
+        "methods": {
+            "gradcam": {
+                "description": "Grad-CAM of the score before softmax on the base's last "
+                f"block with at least {settings['gradcam_min_cells']} cells per side "
+                f"({layer.name}), upsampled bilinearly",
+                "layer": layer.name,
+                "cells": list(maps["gradcam"].cells_shape),
+            },
+            "occlusion": {
+                "description": f"mid-gray {patch}x{patch} px patch, stride {stride} px; drop "
+                "of P(predicted class), mean over the patches covering a pixel",
+                "patch": patch,
+                "stride": stride,
+                "cells": list(maps["occlusion"].cells_shape),
+            },
+        },
+    }
+    write_json(outputs["statistics"], result)
+    saliency.write_arrays(
+        outputs["maps"],
+        {
+            "ids": np.asarray(ids, dtype=str),
+            "images": images[..., 0],
+            # float16 of each map over its maximum: what overlays and shares need, at a
+            # quarter of the size (shares do not depend on a map's scale).
+            **{method: _unit_scale(found.maps) for method, found in maps.items()},
+            **{f"{method}_peaks": found.peaks for method, found in maps.items()},
+        },
+    )
+    # Timings go to the log and the caller, not the JSON: same results, same bytes.
+    return {**result, "seconds": seconds}
+
+
+def _unit_scale(maps: np.ndarray) -> np.ndarray:
+    peak = maps.reshape(len(maps), -1).max(axis=1, initial=0.0)
+    return (maps / np.where(peak > 0, peak, 1.0)[:, None, None]).astype(np.float16)

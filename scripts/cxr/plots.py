@@ -176,3 +176,30 @@ def generalisation(result: dict, path: str | Path) -> None:
     fig.suptitle(f"Internal test against external sets ({result['protocol']} protocol)")
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     _save(fig, path)
+
+
+def saliency_overlays(panels: list[dict], path: str | Path, *, title: str) -> None:
+    """One row per image: the image, its Grad-CAM and its occlusion map laid over it (each
+    map over its own maximum, transparent where it is 0), titled with id, source and P."""
+    import numpy as np
+
+    fig, axes = plt.subplots(len(panels), 3, figsize=(6.3, 2.25 * len(panels)), squeeze=False)
+    for row, panel in enumerate(panels):
+        for col, (name, heat) in enumerate(
+            (("image", None), ("Grad-CAM", panel["gradcam"]), ("occlusion", panel["occlusion"]))
+        ):
+            ax = axes[row][col]
+            ax.axis("off")
+            ax.imshow(panel["image"], cmap="gray", vmin=0, vmax=255)
+            if heat is not None:
+                heat = np.asarray(heat, dtype=float)
+                ax.imshow(heat, cmap="jet", vmin=0, vmax=1, alpha=0.45 * (heat > 0))
+                x, y = panel[f"{'gradcam' if col == 1 else 'occlusion'}_peak"]
+                if np.isfinite(x):
+                    side = heat.shape[0]
+                    ax.plot([x * side - 0.5], [y * side - 0.5], "w+", markersize=9, mew=2)
+            label = panel["label"] if col == 0 else name
+            ax.set_title(label, fontsize="x-small")
+    fig.suptitle(title, fontsize="small")
+    fig.tight_layout()
+    _save(fig, path)

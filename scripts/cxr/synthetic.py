@@ -17,6 +17,10 @@ between their images, so an image-level split leaks patients as it does on the r
 slices keep a look of their own. A fraction `marks` of the COVID-19 X-rays free of planted faults
 carry a red arrow pointing at a lung, as published figures do, and are saved in RGB; the summary
 lists them as `coloured_marks`. Marks come from streams of their own: they change no other image.
+
+Where each opacity, marker and arrow was drawn is written beside the three folders, in
+`ground_truth.csv` (never inside a source root, where curation must account for every file): the
+truth that saliency maps are checked against. Training never reads it.
 """
 
 from __future__ import annotations
@@ -40,6 +44,11 @@ METADATA_COLUMNS = [
     "location", "filename", "doi", " url", "license", "clinical notes", "other notes", "",
 ]  # fmt: skip
 DISEASE_DIR = "covid-chestxray-dataset"
+GROUND_TRUTH_FILE = "ground_truth.csv"
+# One row per planted thing: where it sits in [0, 1] image coordinates (x right, y down), which
+# hold after the shards' resize to a square. An opacity is a Gaussian: its box is centre +- 2
+# sigma, where it has fallen to e^-2 (14%) of its peak.
+GROUND_TRUTH_COLUMNS = ["source_dir", "file", "kind", "x0", "y0", "x1", "y1", "cx", "cy", "sigma"]
 HEALTHY_DIR = "kermany-normal"
 EXTERNAL_DIR = "nih-nofinding"
 LATER_DIR = "covid-chestxray-dataset-later"
@@ -49,6 +58,7 @@ BORDER = 0.125  # outer strip (fraction of each side) that holds no lung content
 # Where a patient's thorax sits varies by up to JITTER, and between their images by up to POSE;
 # together no more than the 0.02 that keeps the lungs inside the border strip.
 JITTER = 0.015
+MARKER_SIDE = 0.09  # the healthy source's label block, a fraction of each side
 POSE = JITTER / 3
 
 # The letter "R" as a 5x7 bitmap: the source marker burnt into the healthy images.
@@ -177,11 +187,13 @@ def render_chest(
     signal: float = 0.0,
     marker: float = 0.0,
     ct: bool = False,
+    planted: list[dict] | None = None,
 ) -> np.ndarray:
     """Draw one chest-like 8-bit grayscale picture of `anatomy` (drawn from `rng` if None, a CT
     slice's if `ct`): dark lungs on a bright body, opacities in the lungs scaled by `signal`, an
     "R" marker in the top-left corner scaled by `marker`. `rng` draws what varies between images
-    of one patient: pose, opacities, gain, noise, marker."""
+    of one patient: pose, opacities, gain, noise, marker. When `planted` is a list, one
+    ground-truth row per opacity and marker drawn is appended to it (the pixels do not change)."""
     if anatomy is None:
         anatomy = Anatomy.draw(rng, ct=ct)
     elif anatomy.ct != ct:
@@ -197,13 +209,18 @@ def render_chest(
     marker_corner = rng.uniform(0.01, 0.025, size=2)
     if signal > 0:
         centres = anatomy.lung_centres(pose)
-        image = _add_opacities(image, lungs, centres, anatomy.lung_axes, signal, blob_rng, xx, yy)
+        image = _add_opacities(
+            image, lungs, centres, anatomy.lung_axes, signal, blob_rng, xx, yy, planted
+        )
     # Per-image gain and offset dwarf what the local opacities add to the global mean and std.
     image = rng.uniform(-0.08, 0.08) + rng.uniform(0.8, 1.2) * image
     if marker > 0:
         # A bright label block with a dark "R" burnt in, as radiology departments stamp side
         # markers: large enough that a random-weight CNN can see it at 64 px.
         block = _block_mask(marker_corner, xx, yy)
+        if planted is not None:
+            x0, y0 = (float(v) for v in marker_corner)
+            planted.append(_box_row("marker", x0, y0, x0 + MARKER_SIDE, y0 + MARKER_SIDE))
         image = image * (1.0 - marker * block) + marker * 0.95 * block
         glyph = _glyph_mask(marker_corner + 0.015, xx, yy)
         image = image * (1.0 - marker * glyph) + marker * 0.1 * glyph
@@ -232,7 +249,14 @@ def _draw_anatomy(
     return image, lungs
 
 
-def _add_opacities(image, lungs, centres, lung_axes, signal, rng, xx, yy) -> np.ndarray:
+def _box_row(kind: str, x0: float, y0: float, x1: float, y1: float) -> dict:
+    return {"kind": kind, "x0": x0, "y0": y0, "x1": x1, "y1": y1,
+            "cx": (x0 + x1) / 2, "cy": (y0 + y1) / 2, "sigma": None}  # fmt: skip
+
+
+def _add_opacities(
+    image, lungs, centres, lung_axes, signal, rng, xx, yy, planted=None
+) -> np.ndarray:
     """Add 3-6 bright blobs inside the lungs, keeping the picture's mean and std."""
     blobs = np.zeros_like(image)
     for _ in range(int(rng.integers(3, 7))):
@@ -243,6 +267,12 @@ def _add_opacities(image, lungs, centres, lung_axes, signal, rng, xx, yy) -> np.
         sigma = rng.uniform(0.03, 0.055)
         amplitude = rng.uniform(0.18, 0.3)
         blobs += amplitude * np.exp(-((xx - bx) ** 2 + (yy - by) ** 2) / (2 * sigma**2))
+        if planted is not None:
+            bx, by, sigma = float(bx), float(by), float(sigma)
+            box = _box_row(
+                "opacity", bx - 2 * sigma, by - 2 * sigma, bx + 2 * sigma, by + 2 * sigma
+            )
+            planted.append({**box, "sigma": sigma})
     blobs *= signal * lungs
     # Darken the lungs by what the opacities add, so the lungs' mean (hence the image's) stays
     # that of a healthy image: the signal is local texture, not a brightness shift.
@@ -256,7 +286,7 @@ def _block_mask(corner: np.ndarray, xx: np.ndarray, yy: np.ndarray) -> np.ndarra
     """A square label of 9% of each side whose top-left corner is `corner` (inside the 12.5%
     border strip, never on the lungs)."""
     x0, y0 = corner
-    inside = (xx >= x0) & (xx < x0 + 0.09) & (yy >= y0) & (yy < y0 + 0.09)
+    inside = (xx >= x0) & (xx < x0 + MARKER_SIDE) & (yy >= y0) & (yy < y0 + MARKER_SIDE)
     return inside.astype(np.float64)
 
 
@@ -272,9 +302,15 @@ def _glyph_mask(corner: np.ndarray, xx: np.ndarray, yy: np.ndarray) -> np.ndarra
     return mask
 
 
-def _draw_arrow(pixels: np.ndarray, anatomy: Anatomy, rng: np.random.Generator) -> np.ndarray:
+def _draw_arrow(
+    pixels: np.ndarray,
+    anatomy: Anatomy,
+    rng: np.random.Generator,
+    planted: list[dict] | None = None,
+) -> np.ndarray:
     """The picture in RGB with a red arrow 8-12% of its width long, its tip on one lung, coming
-    from above and from the midline so that it stays inside the thorax."""
+    from above and from the midline so that it stays inside the thorax (its box appended to
+    `planted` when given)."""
     height, width = pixels.shape
     side = int(rng.integers(2))  # 0: the lung on the picture's left
     cx, cy = anatomy.lung_centres()[side]
@@ -293,6 +329,10 @@ def _draw_arrow(pixels: np.ndarray, anatomy: Anatomy, rng: np.random.Generator) 
     shaft = max(3, round(0.025 * width))
     draw.line([tuple(base), tuple(tip + length * back)], fill=ARROW_RGB, width=shaft)
     draw.polygon([tuple(tip), tuple(base + across), tuple(base - across)], fill=ARROW_RGB)
+    if planted is not None:
+        corners = np.array([tip, tip + length * back, base + across, base - across])
+        (x0, y0), (x1, y1) = corners.min(axis=0) - shaft / 2, corners.max(axis=0) + shaft / 2
+        planted.append(_box_row("arrow", x0 / width, y0 / height, x1 / width, y1 / height))
     return np.asarray(img)
 
 
@@ -468,13 +508,17 @@ def _extension(style: _Style, rng: np.random.Generator) -> str:
     return ".png" if style.fmt == "PNG" else str(rng.choice([".jpeg", ".jpg"]))
 
 
-def _write_disease(root: Path, rows: list[dict], seed: int, signal: float) -> dict:
-    """Write images/ and metadata.csv; return the planted faults by file name."""
+def _write_disease(
+    root: Path, rows: list[dict], seed: int, signal: float, truth: list[dict]
+) -> dict:
+    """Write images/ and metadata.csv; return the planted faults by file name. Appends to
+    `truth` what each written file has planted in it."""
     images = root / "images"
     images.mkdir(parents=True, exist_ok=True)
     name_rng = np.random.default_rng([seed, 99])
     faults: dict = {}
     written: dict[int, bytes] = {}
+    planted_in: dict[int, list[dict]] = {}
     # Copies last, so that the picture they copy has been drawn.
     order = sorted(range(len(rows)), key=lambda i: rows[i].get("_fault") == "duplicate")
     for index in order:
@@ -489,10 +533,13 @@ def _write_disease(root: Path, rows: list[dict], seed: int, signal: float) -> di
             source = row["_duplicate_of"]
             row["filename"] = row["_stem"] + Path(source["filename"]).suffix
             data = written[id(source)]
+            planted = planted_in[id(source)]
             faults["duplicate_pair"] = [source["filename"], row["filename"]]
         else:
-            data = _encode(_render_disease(row, index, seed, signal), style)
+            planted = []
+            data = _encode(_render_disease(row, index, seed, signal, planted), style)
             written[id(row)] = data
+            planted_in[id(row)] = planted
         if fault == "corrupt":
             data = data[: len(data) // 2]  # truncated download: header decodes, pixels do not
             faults["corrupt_file"] = row["filename"]
@@ -503,6 +550,8 @@ def _write_disease(root: Path, rows: list[dict], seed: int, signal: float) -> di
         if style.mode in ("RGBA", "I;16", "P"):
             faults.setdefault("unusual_modes", {})[style.mode] = row["filename"]
         (images / row["filename"]).write_bytes(data)
+        file = f"images/{row['filename']}"
+        truth.extend({"source_dir": root.name, "file": file, **item} for item in planted)
     names = [r["filename"] for r in rows]
     if len(set(names)) != len(names):
         raise AssertionError("synthetic disease file names collide")  # a bug here, not user data
@@ -514,17 +563,19 @@ def _write_disease(root: Path, rows: list[dict], seed: int, signal: float) -> di
     return faults
 
 
-def _render_disease(row: dict, index: int, seed: int, signal: float) -> np.ndarray:
+def _render_disease(
+    row: dict, index: int, seed: int, signal: float, planted: list[dict] | None = None
+) -> np.ndarray:
     """One disease image of the row's patient (a CT slice keeps a look of its own), with a red
     arrow if the row is marked."""
     style = row["_style"]
     anatomy = None if row["_ct"] else _patient_anatomy(seed, 1, int(row["Patientid"]))
     pixels = render_chest(
         _image_rng(seed, 1, index), style.width, style.height,
-        anatomy=anatomy, signal=signal, marker=style.marker, ct=row["_ct"],
+        anatomy=anatomy, signal=signal, marker=style.marker, ct=row["_ct"], planted=planted,
     )  # fmt: skip
     if row.get("_mark"):
-        pixels = _draw_arrow(pixels, anatomy, _image_rng(seed, 6, index))
+        pixels = _draw_arrow(pixels, anatomy, _image_rng(seed, 6, index), planted)
     return pixels
 
 
@@ -547,10 +598,16 @@ def _healthy_plan(rng: np.random.Generator, n_patients: int) -> list[tuple[str, 
 
 
 def _write_healthy(
-    root: Path, files: list[tuple[str, str]], seed: int, image_size: int, confound: float
+    root: Path,
+    files: list[tuple[str, str]],
+    seed: int,
+    image_size: int,
+    confound: float,
+    truth: list[dict],
 ) -> tuple[dict, int]:
     """Write the Kermany-style images; each is in the confounded style with chance `confound`.
-    Returns the planted faults and how many images carry the confound."""
+    Returns the planted faults and how many images carry the confound; appends each file's
+    marker to `truth`."""
     root.mkdir(parents=True, exist_ok=True)
     style_rng = np.random.default_rng([seed, 2])
     confounded = style_rng.random(len(files)) < confound
@@ -571,16 +628,39 @@ def _write_healthy(
     for index, ((key, name), style) in enumerate(zip(files, styles, strict=True)):
         anatomy = _patient_anatomy(seed, 2, int(key.removeprefix("IM-")))
         rng = _image_rng(seed, 2, index)
-        pixels = render_chest(rng, style.width, style.height, anatomy=anatomy, marker=style.marker)
+        planted: list[dict] = []
+        pixels = render_chest(
+            rng, style.width, style.height, anatomy=anatomy, marker=style.marker, planted=planted
+        )
         (root / name).write_bytes(_encode(pixels, style))
+        truth.extend({"source_dir": root.name, "file": name, **item} for item in planted)
     # A byte-identical copy saved under another name, as `IM-0019-0001 (1).jpeg` in the real set.
     original = next(name for _key, name in files if re.fullmatch(r"IM-\d{4}-0001\.jpeg", name))
     copy = original.removesuffix(".jpeg") + " (1).jpeg"
     (root / copy).write_bytes((root / original).read_bytes())
+    truth.extend(
+        [
+            {**r, "file": copy}
+            for r in truth
+            if (r["source_dir"], r["file"]) == (root.name, original)
+        ]
+    )
     result: dict = {"duplicate_pair": [original, copy]}
     if modes:
         result["unusual_modes"] = modes
     return result, int(confounded.sum())
+
+
+def write_ground_truth(path: Path, truth: list[dict]) -> None:
+    """The planted opacities, markers and arrows, one row each, coordinates to 6 decimals."""
+    import pandas as pd
+
+    from cxr.io import write_csv
+
+    frame = pd.DataFrame(truth, columns=GROUND_TRUTH_COLUMNS)
+    coordinates = GROUND_TRUTH_COLUMNS[3:]
+    frame[coordinates] = frame[coordinates].astype(float).round(6)
+    write_csv(path, frame)
 
 
 def _external_plan(rng: np.random.Generator, n_patients: int) -> list[tuple[str, str]]:
@@ -620,11 +700,12 @@ def generate_synthetic(
     rows = _disease_plan(plan_rng, n_disease_patients, image_size)
     _plant_disease_faults(plan_rng, rows)
     _choose_marks(rows, seed, marks)
-    disease_faults = _write_disease(out_dir / DISEASE_DIR, rows, seed, signal)
+    truth: list[dict] = []
+    disease_faults = _write_disease(out_dir / DISEASE_DIR, rows, seed, signal, truth)
 
     healthy_files = _healthy_plan(plan_rng, n_healthy_patients)
     healthy_faults, n_confounded = _write_healthy(
-        out_dir / HEALTHY_DIR, healthy_files, seed, image_size, confound
+        out_dir / HEALTHY_DIR, healthy_files, seed, image_size, confound, truth
     )
 
     external_files = _external_plan(plan_rng, n_external_patients)
@@ -645,7 +726,9 @@ def generate_synthetic(
         later = write_later_snapshot(
             out_dir / LATER_DIR, out_dir / DISEASE_DIR, rows,
             seed=seed, n_patients=n_later_patients, image_size=image_size, signal=signal,
+            truth=truth,
         )  # fmt: skip
+    write_ground_truth(out_dir / GROUND_TRUTH_FILE, truth)
 
     def counts(values) -> dict[str, int]:
         keys, n = np.unique(np.asarray(values, dtype=str), return_counts=True)
@@ -735,6 +818,7 @@ def write_later_snapshot(
     n_patients: int,
     image_size: int,
     signal: float,
+    truth: list[dict] | None = None,
 ) -> dict:
     """A later snapshot of the disease source, as the collection grew after March 2020: every
     row and file of the first snapshot (`first_rows`, the files under `first_root`) in the
@@ -745,15 +829,28 @@ def write_later_snapshot(
     - 2 byte-identical re-uploads of first-snapshot COVID-19 PA images under new names and new
       patient ids, which only the pixels reveal;
     - 2 new non-COVID rows (hierarchical findings) that the curation rules exclude.
-    Streams of its own: the first snapshot's files do not change. Returns a summary."""
+    Streams of its own: the first snapshot's files do not change. What each file has planted
+    in it is appended to `truth` (ground-truth rows), as for the first snapshot. Returns a
+    summary."""
     images = root / "images"
     images.mkdir(parents=True, exist_ok=True)
+    truth = [] if truth is None else truth
+    planted_in: dict[str, list[dict]] = {}
+    for row in truth:
+        if row["source_dir"] == first_root.name:
+            planted_in.setdefault(row["file"], []).append(row)
+
+    def copy_truth(original: str, name: str) -> None:
+        for row in planted_in.get(original, []):
+            truth.append({**row, "source_dir": LATER_DIR, "file": name})
+
     rng = np.random.default_rng([seed, 7])
     rows = [_later_row(row) for row in first_rows]
     for row in first_rows:  # the files as they are, including the planted faults
         source = first_root / "images" / row["filename"]
         if source.is_file():
             (images / row["filename"]).write_bytes(source.read_bytes())
+            copy_truth(f"images/{row['filename']}", f"images/{row['filename']}")
     usable = [
         r for r in first_rows
         if r["finding"] == "COVID-19" and r["view"] == "PA" and r["modality"] == "X-ray"
@@ -768,11 +865,13 @@ def write_later_snapshot(
         nonlocal index
         style = _new_hospital_style(_image_rng(seed, 8, index), image_size)
         covid = finding.endswith("COVID-19")
+        name = f"{stem}.png"
+        planted: list[dict] = []
         pixels = render_chest(
             _image_rng(seed, 9, index), style.width, style.height,
-            anatomy=anatomy, signal=signal if covid else 0.5 * signal,
+            anatomy=anatomy, signal=signal if covid else 0.5 * signal, planted=planted,
         )  # fmt: skip
-        name = f"{stem}.png"
+        truth.extend({"source_dir": LATER_DIR, "file": f"images/{name}", **b} for b in planted)
         (images / name).write_bytes(_encode(pixels, style))
         rows.append(_new_row(rng, patient, finding, view, name, index))
         index += 1
@@ -795,6 +894,7 @@ def write_later_snapshot(
         pid = str(first_pid + n_patients + k)
         name = f"{_hex_name(rng)}{Path(original['filename']).suffix}"
         (images / name).write_bytes((first_root / "images" / original["filename"]).read_bytes())
+        copy_truth(f"images/{original['filename']}", f"images/{name}")
         rows.append(_new_row(rng, pid, "Pneumonia/Viral/COVID-19", "PA", name, index))
         summary["reuploads"][name] = original["filename"]
     other = first_pid + n_patients + 2

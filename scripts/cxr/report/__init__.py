@@ -23,6 +23,7 @@ from cxr.report import (
     reproducibility,
     reproduction,
     results,
+    saliency,
     summary,
     training,
 )
@@ -59,6 +60,7 @@ def build_context(
     repo_dir: Path | None = None,
     image_root: Path | None = None,
     now: datetime.datetime | None = None,
+    overlays: int = 2,
 ) -> dict:
     """Read the workflow's outputs named in `inputs` (rule render_report's input names) and
     derive every number the templates show. Relative image paths resolve against image_root
@@ -141,6 +143,13 @@ def build_context(
         )
     )
     add(
+        saliency.context(
+            statistics=inputs.get("saliency", []),
+            maps=inputs.get("saliency_maps", []),
+            overlays=overlays,
+        )
+    )
+    add(
         caveats.context(
             runs=runs,
             split_counts=split_summary.get("counts", {}),
@@ -203,12 +212,13 @@ def write_report(
     template_dir: str | Path,
     protocols: list[dict] | None = None,
     primary: str = "patient",
+    overlays: int = 2,
 ) -> None:
     """Build the context, render report.html.j2 and write `output` atomically."""
     template_dir = Path(template_dir)
     context = build_context(
         inputs, config=config, sources=sources, labels=labels, protocols=protocols,
-        primary=primary, repo_dir=template_dir.parent,
+        primary=primary, repo_dir=template_dir.parent, overlays=overlays,
     )  # fmt: skip
     html = render(context, template_dir)
     with atomic_open(output, "w", encoding="utf-8") as handle:

@@ -1,0 +1,256 @@
+"""Saliency statistics on hand-made maps, and Grad-CAM / occlusion on tiny models whose answer
+is known. The controls on the trained tiny workflow are in tests/test_workflow.py."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxr import saliency
+from cxr.errors import ConfigError
+
+
+def test_regions_partition_the_image_and_match_the_border_probe():
+    from cxr.audit import border_mask
+
+    masks = saliency.region_masks(64, 0.125, 0.125)
+    assert (masks["central"] == ~border_mask(64, 64, 0.125)).all()
+    assert (masks["central"] ^ masks["border"]).all()  # every pixel in exactly one
+    area = saliency.area_shares(masks)
+    assert area["central"] == pytest.approx(48 * 48 / 64**2)
+    assert area["top_left"] == area["top_right"] == pytest.approx(8 * 8 / 64**2)
+    assert masks["top_left"][:8, :8].all() and masks["top_right"][:8, 56:].all()
+    assert not (masks["top_left"] & masks["central"]).any()
+    with pytest.raises(ConfigError, match="corner_fraction"):
+        saliency.region_masks(64, 0.1, 0.2)
+
+
+def test_mass_shares_on_hand_made_maps():
+    masks = saliency.region_masks(8, 0.25, 0.25)  # 2-pixel strip, 2x2 corners
+    maps = np.zeros((3, 8, 8))
+    maps[0, 0, 0] = 3.0  # all in the top-left corner
+    maps[0, 4, 4] = -5.0  # negative evidence is not mass
+    maps[1, 4, 4] = 1.0  # half central,
+    maps[1, 0, 7] = 1.0  # half top-right
+    # maps[2]: nothing pointed anywhere
+    shares = saliency.mass_shares(maps, masks)
+    assert shares["top_left"][0] == 1.0 and shares["border"][0] == 1.0
+    assert shares["central"][0] == 0.0
+    assert shares["central"][1] == 0.5 and shares["top_right"][1] == 0.5
+    assert all(np.isnan(shares[r][2]) for r in saliency.REGIONS)
+    flat = saliency.mass_shares(np.ones((1, 8, 8)), masks)
+    area = saliency.area_shares(masks)
+    assert {r: flat[r][0] for r in area} == pytest.approx(area)
+
+
+def test_peak_regions_and_pointing_game():
+    masks = saliency.region_masks(64, 0.125, 0.125)
+    peaks = np.array([[0.05, 0.05], [0.95, 0.02], [0.5, 0.5], [0.5, 0.95], [np.nan, np.nan]])
+    assert saliency.peak_regions(peaks, masks) == [
+        "top_left", "top_right", "central", "border", None,
+    ]  # fmt: skip
+    boxes = [[[0.4, 0.4, 0.6, 0.6]], [[0.0, 0.0, 0.1, 0.1]], [], [[0.4, 0.4, 0.6, 0.6]]]
+    hits = saliency.pointing_game(np.array([[0.5, 0.5], [0.5, 0.5], [0.5, 0.5], [np.nan] * 2]),
+                                  boxes)  # fmt: skip
+    # The image without a box is left out; the one without a peak counts as a miss.
+    assert (hits["k"], hits["n"], hits["without_peak"]) == (1, 3, 1)
+    assert hits["ci95"][0] < 1 / 3 < hits["ci95"][1]
+    assert hits["random_point_rate"] == pytest.approx((0.04 + 0.01 + 0.04) / 3, abs=0.005)
+
+
+def test_outcomes_and_group_summaries():
+    predictions = pd.DataFrame(
+        {
+            "split": ["test"] * 4 + ["external"] * 2,
+            "id": list("abcdef"),
+            "patient": ["p1", "p1", "p2", "p3", "p4", "p5"],
+            "source": ["covid", "covid", "kermany", "kermany", "nih", "nih"],
+            "label": [1, 1, 0, 0, 0, 0],
+            "probability": [0.9, 0.2, 0.7, 0.1, 0.8, 0.3],
+        }
+    )
+    frame = predictions.assign(outcome=saliency.outcomes(predictions, 0.5))
+    assert list(frame["outcome"]) == ["TP", "FN", "FP", "TN", "external FP", "external TN"]
+    shares = {r: np.array([0.1, 0.2, 0.3, 0.4, 0.5, np.nan]) for r in saliency.REGIONS}
+    groups = saliency.group_summaries(
+        frame, shares, labels={"positive": "covid", "negative": "normal"}, n_boot=50, seed=0
+    )
+    by = {(g["by"], g["value"]): g for g in groups}
+    assert by[("all test images", "")]["images"] == 4
+    assert by[("all test images", "")]["shares"]["central"]["mean"] == pytest.approx(0.25)
+    assert by[("class", "covid")]["patients"] == 1
+    assert by[("source", "nih")]["shares"]["border"]["n"] == 1  # the NaN share is left out
+    assert by[("outcome", "external TN")]["shares"]["border"]["mean"] is None
+    ci = by[("all test images", "")]["shares"]["central"]["ci95"]
+    assert 0.1 <= ci[0] <= 0.25 <= ci[1] <= 0.4
+    area = {"border": 0.2}
+    flagged = {"shares": {"border": {"mean": 0.5, "ci95": [0.3, 0.7]}}}
+    assert saliency.outside_verdict(flagged, area)["verdict"] == "flag"
+    wide = {"shares": {"border": {"mean": 0.5, "ci95": [0.1, 0.7]}}}
+    assert saliency.outside_verdict(wide, area)["verdict"] == "warn"
+    inside = {"shares": {"border": {"mean": 0.1, "ci95": [0.05, 0.15]}}}
+    assert saliency.outside_verdict(inside, area)["verdict"] == "pass"
+
+
+def test_ground_truth_boxes_match_curated_images_by_path(tmp_path):
+    truth = pd.DataFrame(
+        {
+            "source_dir": ["covid-x", "covid-x", "normal-y"],
+            "file": ["images/a.png", "images/a.png", "b.jpeg"],
+            "kind": ["opacity", "arrow", "marker"],
+            "x0": [0.1, 0.2, 0.0],
+            "y0": [0.1, 0.2, 0.0],
+            "x1": [0.3, 0.4, 0.1],
+            "y1": [0.3, 0.4, 0.1],
+        }  # fmt: skip
+    )
+    images = pd.DataFrame(
+        {
+            "id": ["covid/images/a.png", "normal/b.jpeg", "nih/c.png"],
+            "path": ["res/syn/covid-x/images/a.png", "res/syn/normal-y/b.jpeg", "other/c.png"],
+        }
+    )
+    boxes = saliency.ground_truth_boxes(truth, images, "res/syn")
+    assert boxes == {
+        "covid/images/a.png": {"opacity": [[0.1, 0.1, 0.3, 0.3]], "arrow": [[0.2, 0.2, 0.4, 0.4]]},
+        "normal/b.jpeg": {"marker": [[0.0, 0.0, 0.1, 0.1]]},
+    }
+
+
+def test_arrays_are_written_byte_identically(tmp_path):
+    arrays = {"ids": np.array(["a", "b"]), "maps": np.arange(8, dtype=np.float16).reshape(2, 2, 2)}
+    saliency.write_arrays(tmp_path / "one.npz", arrays)
+    saliency.write_arrays(tmp_path / "two.npz", arrays)
+    assert (tmp_path / "one.npz").read_bytes() == (tmp_path / "two.npz").read_bytes()
+    with np.load(tmp_path / "one.npz") as loaded:
+        assert loaded["ids"].tolist() == ["a", "b"]
+        assert (loaded["maps"] == arrays["maps"]).all()
+    assert zipfile.ZipFile(tmp_path / "one.npz").testzip() is None
+
+
+# --------------------------------------------------------------------------- TensorFlow
+
+
+def _head(feature_shape, crop=None, weights=None):
+    """Features -> (optional crop of the top-left 2x2 cells) -> mean -> softmax of two logits,
+    the healthy logit 0, the disease logit `weights` . mean (the workflow's heads end so)."""
+    import keras
+
+    features = keras.Input(feature_shape)
+    x = keras.layers.Cropping2D(((0, 6), (0, 6)))(features) if crop else features
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    out = keras.layers.Dense(2, name="head_output", activation="softmax")(x)
+    head = keras.Model(features, out, name="toy_head")
+    head.get_layer("head_output").set_weights([np.asarray(weights, np.float32),
+                                               np.zeros(2, np.float32)])  # fmt: skip
+    return head
+
+
+@pytest.fixture(scope="module")
+def two_feature_model():
+    """A base whose two channels are the image's red and green (8x8 cells), and a head that
+    reads only the red one: an image with a red spot top-left and a green one bottom-right has
+    its disease evidence in the top-left corner only."""
+    import keras
+
+    image = keras.Input((8, 8, 3))
+    block = keras.layers.Conv2D(2, 1, use_bias=False, name="block")(image)
+    base = keras.Model(image, block, name="toy_base")
+    base.get_layer("block").set_weights([np.eye(3, 2, dtype=np.float32).reshape(1, 1, 3, 2)])
+    return base, _head((8, 8, 2), weights=[[0.0, 0.01], [0.0, 0.0]])
+
+
+@pytest.fixture(scope="module")
+def corner_model():
+    """A base that sums the channels and a head that reads only the top-left 2x2 cells."""
+    import keras
+
+    image = keras.Input((8, 8, 3))
+    block = keras.layers.Conv2D(1, 1, kernel_initializer="ones", use_bias=False)(image)
+    base = keras.Model(image, block, name="toy_base")
+    return base, _head((8, 8, 1), crop=True, weights=[[0.0, 0.01]])
+
+
+def test_gradcam_peaks_where_the_evidence_is(two_feature_model):
+    from cxr import attribution
+
+    base, head = two_feature_model
+    x = np.zeros((2, 8, 8, 3), np.float32)
+    x[:, :2, :2, 0] = 100.0  # red top-left: what the head reads
+    x[:, 6:, 6:, 1] = 100.0  # green bottom-right: what it ignores
+    maps = attribution.gradcam(base, head, x, np.array([1, 1]), size=16)
+    assert maps.maps.shape == (2, 16, 16) and maps.cells_shape == (8, 8)
+    assert (maps.peaks == 1 / 16).all()  # the centre of the first top-left cell
+    shares = saliency.mass_shares(maps.maps, saliency.region_masks(16, 0.25, 0.25))
+    assert (shares["top_left"] > 0.85).all()  # the rest: bilinear upsampling's bleed
+    assert (maps.maps[:, 8:, 8:] == 0).all()  # nothing where the ignored green spot is
+    # Explaining a healthy call asks what lowered the disease score: nothing here does.
+    healthy = attribution.gradcam(base, head, x, np.array([0, 0]), size=16)
+    assert (healthy.maps == 0).all() and np.isnan(healthy.peaks).all()
+    # The layer choice: the last layer with at least min_cells cells per side.
+    assert attribution.gradcam_layer(base, 7).name == "block"
+    with pytest.raises(Exception, match="gradcam_min_cells"):
+        attribution.gradcam_layer(base, 9)
+    # Asking for that layer explicitly gives the same maps as the base's output.
+    again = attribution.gradcam(base, head, x, np.array([1, 1]), size=16,
+                                layer=base.get_layer("block"))  # fmt: skip
+    assert np.allclose(again.maps, maps.maps)
+
+
+def test_gradcam_layer_passes_over_padding():
+    """MobileNet pads before each strided convolution: at 64 px the last map of 8 cells or more
+    is a 9x9 padding of the 8x8 block, whose cells are not the image's."""
+    import keras
+
+    from cxr import attribution
+
+    image = keras.Input((16, 16, 3))
+    block = keras.layers.Conv2D(2, 3, padding="same", name="block")(image)
+    padded = keras.layers.ZeroPadding2D(((0, 1), (0, 1)), name="pad")(block)
+    out = keras.layers.Conv2D(2, 3, strides=3, name="strided")(padded)  # 5x5
+    base = keras.Model(image, out)
+    assert attribution.gradcam_layer(base, 7).name == "block"
+
+
+def test_occlusion_peaks_where_graying_lowers_the_probability(corner_model):
+    from cxr import attribution
+
+    base, head = corner_model
+    images = np.full((1, 8, 8, 1), 250, np.uint8)
+
+    def predict(batch):
+        x = np.repeat(batch.astype(np.float32), 3, axis=-1)
+        return np.asarray(head(base(x)))[:, 1]
+
+    maps = attribution.occlusion(predict, images, np.array([1]), patch=2, stride=2)
+    assert maps.cells_shape == (4, 4)
+    assert tuple(maps.peaks[0]) == (0.125, 0.125)  # the first patch's centre
+    assert maps.maps[0, :2, :2].min() > 0 and maps.maps[0, 4:, 4:].max() == 0
+
+
+def test_split_classifier_finds_base_and_head(corner_model):
+    import keras
+
+    from cxr import attribution
+    from cxr.models import build_classifier
+
+    base, head = corner_model
+    assert attribution.split_classifier(head, base) == (base, head)
+    full = build_classifier(base, head)
+    found_base, found_head = attribution.split_classifier(full, base)
+    assert (found_base.name, found_head.name) == ("toy_base", "toy_head")
+    with pytest.raises(Exception, match="expected a head"):
+        attribution.split_classifier(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]),
+                                     base)  # fmt: skip
+
+
+def test_statistics_json_is_plain(tmp_path):
+    """What explain_job writes must survive json (no NaN: None instead)."""
+    from cxr.saliency import _finite
+
+    assert _finite(np.nan) is None and _finite(np.float32(0.5)) == 0.5
+    json.dumps({"x": _finite(np.nan)}, allow_nan=False)

@@ -19,7 +19,7 @@ from cxr.errors import ConfigError
 from cxr.io import atomic_open
 
 REGIONS = ("central", "border", "top_left", "top_right")
-OUTCOMES = ("TP", "FN", "FP", "TN", "external FP", "external TN")
+OUTCOMES = ("TP", "FN", "FP", "TN", "external TP", "external FN", "external FP", "external TN")
 METHODS = ("gradcam", "occlusion")
 
 
@@ -74,7 +74,8 @@ def peak_regions(peaks: np.ndarray, masks: dict) -> list[str | None]:
 
 
 def outcomes(predictions: pd.DataFrame, threshold: float) -> list[str]:
-    """TP, FN, FP, TN on the test split; external FP / TN on external (healthy) sources."""
+    """TP, FN, FP, TN on the test split; the same prefixed 'external' on external sources (of
+    healthy images, and of disease images such as a later snapshot's)."""
     called = predictions["probability"].to_numpy() >= threshold
     label = predictions["label"].to_numpy() == 1
     test = predictions["split"].to_numpy() == "test"

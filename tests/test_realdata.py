@@ -80,6 +80,8 @@ def test_article_configuration_end_to_end(shared_data, tmp_path):
         }},
         "protocols": {"run": ["article", "patient"], "primary": "patient"},
         "evaluation": {"bootstrap": 200},
+        # 4x4 occlusion patches instead of 8x8: the section is under test, not the maps' detail.
+        "saliency": {"occlusion_patch": 0.25, "occlusion_stride": 0.25},
     }  # fmt: skip
     path = tmp_path / "article_small.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -439,6 +439,7 @@ def explain_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> d
     import time
 
     import keras
+    import tensorflow as tf
 
     from cxr import attribution, saliency
     from cxr.models import preprocess
@@ -457,10 +458,17 @@ def explain_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> d
         keras.models.load_model(inputs["base"], compile=False),
     )
 
+    # Compiled once: occlusion calls the classifier 65 times per batch of images, and an eager
+    # call of DenseNet121 costs 4-5x a compiled one at 64 px (measured here: 2.3 s against
+    # 0.5 s for 8 calls on 30 images; the same probabilities to the last bit).
+    classify = tf.function(
+        lambda x: head(base(x, training=False), training=False), reduce_retracing=True
+    )
+
     def predict(batch: np.ndarray) -> np.ndarray:
         """P(disease) of the whole classifier on uint8 images, as evaluation computes it."""
         out = [
-            np.asarray(head(base(preprocess(arch, batch[i : i + 64], size), training=False)))
+            np.asarray(classify(preprocess(arch, batch[i : i + 64], size)))
             for i in range(0, len(batch), 64)
         ]
         return np.concatenate(out)[:, 1]

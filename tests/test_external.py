@@ -148,14 +148,19 @@ def test_an_external_copy_never_takes_a_training_image_out(tmp_path):
     assert len(images) + len(exclusions) == flow["total"] == 7
 
 
-def test_same_patients_as_puts_both_sources_in_one_key_space(tmp_path):
-    sources = {
+def _with_later(tmp_path, later: dict[str, int], pattern: str) -> dict:
+    """Training sources pos (patients p1, p2) and neg, and a later snapshot of pos with the
+    files `later`, whose patient keys `pattern` reads."""
+    return {
         "pos": _folder(tmp_path / "pos", "covid", {"p1-a.png": 1, "p2-a.png": 2}),
         "neg": _folder(tmp_path / "neg", "normal", {"p7.png": 7, "p8.png": 8}),
-        "later": _folder(tmp_path / "later", "covid", {" p1-b.png": 11, "p3-a.png": 3},
-                         role="external", same_patients_as="pos",
-                         patient_pattern=r"^\s*(p\d+)"),
+        "later": _folder(tmp_path / "later", "covid", later, role="external",
+                         same_patients_as="pos", patient_pattern=pattern),
     }  # fmt: skip
+
+
+def test_same_patients_as_puts_both_sources_in_one_key_space(tmp_path):
+    sources = _with_later(tmp_path, {" p1-b.png": 11, "p3-a.png": 3}, r"^\s*(p\d+)")
     images, exclusions, _ = curate(sources, Rules(min_side=8), seed=0)
     assert list(images.loc[images["source"] == "later", "patient"]) == ["pos:p3"]
     row = exclusions.set_index("file").loc[" p1-b.png"]
@@ -249,13 +254,7 @@ def test_generalisation_gap_is_external_minus_internal():
 
 
 def test_ids_that_match_a_training_patient_only_in_format_are_kept_and_warned(tmp_path, caplog):
-    sources = {
-        "pos": _folder(tmp_path / "pos", "covid", {"p1-a.png": 1, "p2-a.png": 2}),
-        "neg": _folder(tmp_path / "neg", "normal", {"p7.png": 7, "p8.png": 8}),
-        "later": _folder(tmp_path / "later", "covid", {"p01-b.png": 11, "P2-b.png": 12},
-                         role="external", same_patients_as="pos",
-                         patient_pattern=r"^([pP]\d+)"),
-    }  # fmt: skip
+    sources = _with_later(tmp_path, {"p01-b.png": 11, "P2-b.png": 12}, r"^([pP]\d+)")
     with caplog.at_level(logging.WARNING, logger="cxr.curate"):
         images, _, _ = curate(sources, Rules(min_side=8), seed=0)
     assert sorted(images.loc[images["source"] == "later", "patient"]) == ["pos:P2", "pos:p01"]

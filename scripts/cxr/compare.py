@@ -11,7 +11,7 @@ from cxr import metrics
 COMPARED = ("accuracy", "sensitivity", "specificity", "roc_auc")
 
 
-def _first_runs(runs: list[dict], protocol: str) -> dict[str, dict]:
+def first_runs(runs: list[dict], protocol: str) -> dict[str, dict]:
     """Per architecture, the protocol's run with the lowest seed (full training set)."""
     chosen: dict[str, dict] = {}
     for run in runs:
@@ -63,7 +63,7 @@ def compare_protocols(
         "split_leakage": leakage,
         "architectures": {},
     }
-    ours, theirs = _first_runs(runs, primary), _first_runs(runs, article)
+    ours, theirs = first_runs(runs, primary), first_runs(runs, article)
     stats = metrics.statistics(threshold)
     for arch in ours:
         entry: dict = {"primary_run": ours[arch]["evaluation"]["run"]}

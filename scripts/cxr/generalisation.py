@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from cxr import metrics
-from cxr.compare import _first_runs
+from cxr.compare import first_runs
 
 # The metrics of the table, in its order, by the names binary_metrics gives them.
 SHOWN = ("accuracy", "sensitivity", "specificity", "ppv", "npv", "roc_auc")
@@ -41,7 +41,7 @@ def generalisation(
     architecture its run with the lowest seed."""
     stats = metrics.statistics(threshold)
     result: dict = {"protocol": protocol, "threshold": threshold, "architectures": {}}
-    for arch, run in _first_runs(runs, protocol).items():
+    for arch, run in first_runs(runs, protocol).items():
         ev, predictions = run["evaluation"], run["predictions"]
         test = predictions[predictions["split"] == "test"]
         rows = [

@@ -17,9 +17,10 @@ rule probe_borders:
     benchmark:
         "results/benchmarks/probe_borders.tsv"
     conda:
-        "../envs/tf.yaml"
+        tensorflow_env("probe_borders")
     threads: config["training"]["threads"]
     resources:
+        gpu=TENSORFLOW_GPUS,
         mem_mb=config["training"]["mem_mb"],
     params:
         architecture=AUDIT_ARCHITECTURE,

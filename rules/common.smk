@@ -8,6 +8,8 @@ WORKFLOW_DIR = Path(str(workflow.current_basedir)).parent
 sys.path.insert(0, str(WORKFLOW_DIR / "scripts"))
 
 from cxr import config as cxr_config  # noqa: E402
+from cxr.devices import visible_gpus  # noqa: E402
+from snakemake.io import report as report_flag  # noqa: E402
 from cxr.errors import CxrError  # noqa: E402
 from cxr.protocols import RUN_NAME  # noqa: E402
 from cxr.shards import shard_names  # noqa: E402
@@ -45,6 +47,11 @@ SEEDS = config["training"]["seeds"]
 USE_IMAGENET = config["training"]["weights"] == "imagenet"
 AUDIT_ARCHITECTURE = config["audit"]["architecture"] or ARCHITECTURES[0]
 PRIMARY = config["protocols"]["primary"]
+# The `gpu` resource of each TensorFlow job: training.gpus where this machine has a GPU, so
+# that profiles/default runs one at a time per GPU; none where it has no GPU, so that the jobs
+# run side by side up to --cores. Found without TensorFlow (cxr.devices). A cluster profile
+# sets the resource of the jobs it sends to GPU nodes itself (profiles/slurm).
+TENSORFLOW_GPUS = config["training"]["gpus"] if visible_gpus() else 0
 SALIENCY = config["saliency"]
 
 # The results layout, written once: rules name these patterns, scripts get the paths as named
@@ -178,6 +185,66 @@ def run_params(wildcards):
     return {"name": run.name, "seed": run.seed, "train_fraction": run.train_fraction}
 
 
+# train_models and evaluate_models handle every run of one architecture, across protocols, in
+# one process (a run's head fits in under a second; a TensorFlow process takes seconds to start).
+# Their per-run outputs are lists in this order: protocols as run, then each protocol's runs.
+def architecture_runs(pattern):
+    """`pattern` for every protocol and run, {arch} left as the rule's wildcard."""
+    return [
+        pattern.format(protocol=name, arch="{arch}", run=run.name)
+        for name, protocol in PROTOCOLS.items()
+        for run in protocol.runs()
+    ]
+
+
+def run_plan(wildcards):
+    """What each run of architecture_runs' order is: its protocol, seed, share of training
+    patients, and training settings (a protocol may set its own head settings)."""
+    return [
+        {
+            "protocol": name,
+            "run": {
+                "name": run.name,
+                "seed": run.seed,
+                "train_fraction": run.train_fraction,
+            },
+            "training": job_training(wildcards.arch, name),
+        }
+        for name, protocol in PROTOCOLS.items()
+        for run in protocol.runs()
+    ]
+
+
+def run_reports(pattern, figure, category):
+    """One run figure per run of architecture_runs, labelled for Snakemake's report."""
+    figures = []
+    for name, protocol in PROTOCOLS.items():
+        for run in protocol.runs():
+
+            def labels(wildcards, run=run):
+                share = run.train_fraction
+                return {
+                    "architecture": wildcards.arch,
+                    "seed": run.seed,
+                    "training patients": "all" if share is None else f"{share:.0%}",
+                    "figure": figure,
+                }
+
+            path = pattern.format(protocol=name, arch="{arch}", run=run.name)
+            # snakemake.io's report() flag: `report` at the start of a line is a Snakefile
+            # keyword, so it is called by another name here.
+            figures.append(
+                report_flag(
+                    path,
+                    caption=f"../report/captions/{figure.lower()}.rst",
+                    category=category,
+                    subcategory=name,
+                    labels=labels,
+                )
+            )
+    return figures
+
+
 def weights_input(wildcards):
     if not USE_IMAGENET:
         return []
@@ -215,22 +282,6 @@ def protocol_facts(protocol):
         "training": protocol.training,
         "runs": len(protocol.runs()),
     }
-
-
-def run_labels(figure):
-    """Labels of one run's figure in Snakemake's report (`snakemake --report`)."""
-
-    def labels(wildcards):
-        run = PROTOCOLS[wildcards.protocol].run(wildcards.run)
-        share = run.train_fraction
-        return {
-            "architecture": wildcards.arch,
-            "seed": run.seed,
-            "training patients": "all" if share is None else f"{share:.0%}",
-            "figure": figure,
-        }
-
-    return labels
 
 
 def explained_runs(pattern):

@@ -1,57 +1,28 @@
-rule evaluate_model:
+rule evaluate_models:
     input:
-        model=model_file,
-        history=f"{MODEL}/history.csv",
-        summary=f"{MODEL}/summary.json",
-        base=f"{FEATURES}/base.keras",
-        features=f"{FEATURES}/features.npy",
-        table=f"{FEATURES}/features.csv",
-        manifest=f"{SHARDS}/manifest.json",
-        shards=SHARD_FILES,
-        splits=f"{SPLITS}/splits.csv",
+        # Each list in the order of params.runs (architecture_runs).
+        predictions=architecture_runs(f"{EVAL}.predictions.csv"),
+        history=architecture_runs(f"{MODEL}/history.csv"),
+        summary=architecture_runs(f"{MODEL}/summary.json"),
     output:
-        metrics=f"{EVAL}.json",
-        predictions=f"{EVAL}.predictions.csv",
-        roc=report(
-            f"{EVAL}.roc.png",
-            caption="../report/captions/roc.rst",
-            category="Results",
-            subcategory="{protocol}",
-            labels=run_labels("ROC"),
-        ),
-        confusion=report(
-            f"{EVAL}.confusion.png",
-            caption="../report/captions/confusion.rst",
-            category="Results",
-            subcategory="{protocol}",
-            labels=run_labels("confusion"),
-        ),
-        curves=report(
-            f"{EVAL}.curves.png",
-            caption="../report/captions/curves.rst",
-            category="Training",
-            subcategory="{protocol}",
-            labels=run_labels("curves"),
-        ),
+        metrics=architecture_runs(f"{EVAL}.json"),
+        roc=run_reports(f"{EVAL}.roc.png", "ROC", "Results"),
+        confusion=run_reports(f"{EVAL}.confusion.png", "confusion", "Results"),
+        curves=run_reports(f"{EVAL}.curves.png", "curves", "Training"),
     log:
-        "logs/evaluate_model/{protocol}/{arch}/{run}.log",
+        "logs/evaluate_models/{arch}.log",
     benchmark:
-        "results/benchmarks/evaluate_model/{protocol}/{arch}/{run}.tsv"
+        "results/benchmarks/evaluate_models/{arch}.tsv"
     conda:
-        "../envs/tf.yaml"
-    threads: config["training"]["threads"]
-    resources:
-        mem_mb=config["training"]["mem_mb"],
+        "../envs/data.yaml"
     params:
         architecture="{arch}",
-        protocol="{protocol}",
-        run=run_params,
+        runs=run_plan,
         evaluation=config["evaluation"],
         external=external_sets(),
-        training=lambda wildcards: job_training(wildcards.arch, wildcards.protocol),
         labels=config["labels"],
     script:
-        "../scripts/evaluate_model.py"
+        "../scripts/evaluate_models.py"
 
 
 rule summarise_evaluations:

@@ -1,23 +1,32 @@
 rule explain_model:
     input:
-        model=model_file,
+        # train_models rewrites every run of an architecture when any run is added (a seed, a
+        # protocol), with the same bytes for the runs that were there. So this run's model and
+        # predictions count by what made them, not by their time: the base, the protocol's
+        # split (inputs here) and the head's settings (params) rerun the maps; another run's
+        # arrival does not. explain_job checks that model and predictions agree.
+        model=lambda wildcards: ancient(model_file(wildcards)),
         base=f"{FEATURES}/base.keras",
+        splits=f"{SPLITS}/splits.csv",
         manifest=f"{SHARDS}/manifest.json",
         shards=SHARD_FILES,
-        predictions=f"{EVAL}.predictions.csv",
+        predictions=ancient(f"{EVAL}.predictions.csv"),
         images=f"{CURATED}/images.csv",
         synthetic=ground_truth_input,
     output:
         maps=f"{EVAL}.saliency.npz",
         statistics=f"{EVAL}.saliency.json",
+        # Seconds per method and per image: wall-clock, so not byte-stable across reruns.
+        cost=f"{EVAL}.saliency.cost.json",
     log:
         "logs/explain_model/{protocol}/{arch}/{run}.log",
     benchmark:
         "results/benchmarks/explain_model/{protocol}/{arch}/{run}.tsv"
     conda:
-        "../envs/tf.yaml"
+        tensorflow_env("explain_model")
     threads: config["training"]["threads"]
     resources:
+        gpu=TENSORFLOW_GPUS,
         mem_mb=config["training"]["mem_mb"],
         runtime=config["training"]["runtime"],
     params:
@@ -32,6 +41,7 @@ rule explain_model:
                 "occlusion_patch",
                 "occlusion_stride",
                 "corner_fraction",
+                "external_per_source",
             )
         },
         border_fraction=config["audit"]["border_fraction"],

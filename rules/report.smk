@@ -36,6 +36,7 @@ rule render_report:
         border_examples=f"{AUDIT}/border_examples.png",
         saliency=explained_runs(f"{EVAL}.saliency.json"),
         saliency_maps=explained_runs(f"{EVAL}.saliency.npz"),
+        saliency_costs=explained_runs(f"{EVAL}.saliency.cost.json"),
         templates=report_templates(),
     output:
         html=report(

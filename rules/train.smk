@@ -32,7 +32,7 @@ rule extract_features:
         tensorflow_env("extract_features")
     threads: config["training"]["threads"]
     resources:
-        gpu=config["training"]["gpus"],
+        gpu=TENSORFLOW_GPUS,
         mem_mb=config["training"]["mem_mb"],
         runtime=config["training"]["runtime"],
     params:
@@ -44,7 +44,7 @@ rule extract_features:
         "../scripts/extract_features.py"
 
 
-rule train_model:
+rule train_models:
     input:
         features=f"{FEATURES}/features.npy",
         table=f"{FEATURES}/features.csv",
@@ -52,27 +52,31 @@ rule train_model:
         feature_summary=f"{FEATURES}/summary.json",
         manifest=f"{SHARDS}/manifest.json",
         shards=SHARD_FILES,
-        splits=f"{SPLITS}/splits.csv",
+        # In the order of params.protocols.
+        splits=[f"{SPLITS.format(protocol=p)}/splits.csv" for p in PROTOCOLS],
     output:
-        model=f"{MODEL}/model.keras",
-        best=f"{MODEL}/best.keras",
-        history=f"{MODEL}/history.csv",
-        summary=f"{MODEL}/summary.json",
+        # One list per kind of file, in the order of params.runs (architecture_runs).
+        model=architecture_runs(f"{MODEL}/model.keras"),
+        best=architecture_runs(f"{MODEL}/best.keras"),
+        history=architecture_runs(f"{MODEL}/history.csv"),
+        summary=architecture_runs(f"{MODEL}/summary.json"),
+        predictions=architecture_runs(f"{EVAL}.predictions.csv"),
     log:
-        "logs/train_model/{protocol}/{arch}/{run}.log",
+        "logs/train_models/{arch}.log",
     benchmark:
-        "results/benchmarks/train_model/{protocol}/{arch}/{run}.tsv"
+        "results/benchmarks/train_models/{arch}.tsv"
     conda:
-        tensorflow_env("train_model")
+        tensorflow_env("train_models")
     threads: config["training"]["threads"]
     resources:
-        gpu=config["training"]["gpus"],
+        gpu=TENSORFLOW_GPUS,
         mem_mb=config["training"]["mem_mb"],
         runtime=config["training"]["runtime"],
     params:
         architecture="{arch}",
-        protocol="{protocol}",
-        run=run_params,
-        training=lambda wildcards: job_training(wildcards.arch, wildcards.protocol),
+        protocols=list(PROTOCOLS),
+        runs=run_plan,
+        checkpoint=config["evaluation"]["checkpoint"],
+        onednn=config["training"]["onednn"],
     script:
-        "../scripts/train_model.py"
+        "../scripts/train_models.py"

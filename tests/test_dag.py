@@ -44,7 +44,7 @@ def test_another_workflow_imports_this_one_as_a_module(tmp_path):
     (tmp_path / "Snakefile").write_text(HOST.format(repo=REPO))
     run = snakemake("-n", workdir=tmp_path, snakefile=tmp_path / "Snakefile", configs=[])
     jobs = planned_jobs(run)
-    for rule in ("generate_synthetic_data", "extract_features", "train_model", "render_report"):
+    for rule in ("generate_synthetic_data", "extract_features", "train_models", "render_report"):
         assert jobs.get(f"cxr_{rule}"), (rule, jobs)
     assert "not present in the Snakefile" not in run.stderr  # local rules found by their names
     # The report's templates are this workflow's, named relative to the host's folder.

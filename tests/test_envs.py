@@ -198,7 +198,7 @@ def test_the_slurm_profile_puts_gpu_jobs_in_the_gpu_env(conda_bin, tmp_path):
 def test_the_gpu_env_follows_the_rules_own_require_gpu(conda_bin, tmp_path):
     extract = ["--set-resources", "extract_features:require_gpu=1"]
     assert conda_envs(conda_bin, tmp_path, *extract) == {"data.yaml", "tf.yaml", "tf-gpu.yaml"}
-    other = ["--set-resources", "train_model:require_gpu=1"]  # no train_model job here
+    other = ["--set-resources", "train_models:require_gpu=1"]  # no train_models job here
     assert conda_envs(conda_bin, tmp_path, *other) == {"data.yaml", "tf.yaml"}
     settings = tmp_path / "gpu.yaml"
     settings.write_text("training: {require_gpu: true}\n")

@@ -4,6 +4,9 @@ the saved full model (base + head) on the images."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -58,22 +61,32 @@ def _inputs(stage) -> dict:
     return {
         "features": f["features"], "table": f["table"], "base": f["base"],
         "feature_summary": f["summary"], "manifest": str(stage["out"] / "manifest.json"),
-        "splits": str(stage["out"] / "splits.csv"),
+        "splits": [str(stage["out"] / "splits.csv")],
     }  # fmt: skip
 
 
-def _train(stage, run: dict, name: str) -> dict:
-    from cxr.jobs import train_job
+RUN_FILES = (("model", "model.keras"), ("best", "best.keras"), ("history", "history.csv"),
+             ("summary", "summary.json"))  # fmt: skip
 
-    model_dir = stage["out"] / "runs" / name
-    outputs = {k: str(model_dir / f) for k, f in (("model", "model.keras"), ("best", "best.keras"),
-               ("history", "history.csv"), ("summary", "summary.json"))}  # fmt: skip
-    train_job(
-        inputs=_inputs(stage), outputs=outputs, threads=2,
-        params={"architecture": "ResNet50", "protocol": "patient", "run": run,
-                "training": TRAINING},
+
+def _train(stage, runs: list[dict], folder: str = "runs", checkpoint: str = "final") -> list[dict]:
+    """train_models_job on `runs` of the patient protocol, in one call: each run's files."""
+    from cxr.heads import train_models_job
+
+    root = stage["out"] / folder
+    files = [
+        {k: str(root / run["name"] / f) for k, f in RUN_FILES}
+        | {"predictions": str(root / f"{run['name']}.predictions.csv")}
+        for run in runs
+    ]
+    train_models_job(
+        inputs=_inputs(stage), threads=2,
+        outputs={k: [f[k] for f in files] for k in files[0]},
+        params={"architecture": "ResNet50", "protocols": ["patient"], "checkpoint": checkpoint,
+                "runs": [{"protocol": "patient", "run": run, "training": TRAINING}
+                         for run in runs]},
     )  # fmt: skip
-    return outputs
+    return files
 
 
 def test_features_of_every_image_once(stage):
@@ -93,41 +106,80 @@ def test_evaluation_equals_the_saved_full_model(stage, tmp_path):
     import keras
 
     from cxr.architectures import DEFAULT_ARCHITECTURES
-    from cxr.jobs import evaluate_job, predict_run
+    from cxr.evaluate import evaluate_models_job
+    from cxr.io import read_table
     from cxr.models import build_classifier, preprocess
     from cxr.shards import load_images
 
     run = {"name": "seed0", "seed": 0, "train_fraction": None}
-    outputs = _train(stage, run, "seed0")
+    outputs = _train(stage, [run])[0]
     summary = read_json(outputs["summary"])
     assert summary["path"] == "stored-features" and summary["epochs_run"] == 3
+    assert summary["prediction"].startswith("head on the stored features")
     splits = stage["splits"]
     frame = splits[splits["split"].isin(["test", "external"])].sort_values(["split", "id"])
-    frame = frame.reset_index(drop=True)
-    inputs = _inputs(stage) | {"model": outputs["model"], "history": outputs["history"],
-                               "summary": outputs["summary"]}  # fmt: skip
-    params = {
-        "architecture": "ResNet50", "protocol": "patient", "run": run, "training": TRAINING,
-        "labels": {"positive": "covid", "negative": "normal"},
-        "evaluation": {"threshold": 0.5, "bootstrap": 100, "checkpoint": "final"},
-    }  # fmt: skip
-    prob, how = predict_run(inputs, params, frame)
-    assert how.startswith("head on the stored features")
+    predictions = read_table(outputs["predictions"])
+    assert list(predictions["id"]) == list(frame["id"])
+    prob = predictions["probability"].to_numpy()
     # Independently: the whole model on every test and external image.
     classifier = build_classifier(
-        keras.models.load_model(inputs["base"], compile=False),
+        keras.models.load_model(stage["features"]["base"], compile=False),
         keras.models.load_model(outputs["model"], compile=False),
     )
-    images, _ = load_images(inputs["manifest"], list(frame["id"]))
+    images, _ = load_images(stage["out"] / "manifest.json", list(frame["id"]))
     x = preprocess(DEFAULT_ARCHITECTURES["ResNet50"], images, SIZE)
     full = np.asarray(classifier.predict(x, verbose=0))[:, 1]
     assert np.max(np.abs(full - prob)) < 1e-5
     assert prob.std() > 0  # not a constant model: the comparison means something
-    evaluation = {k: str(tmp_path / f"seed0.{k}") for k in ("metrics", "predictions", "roc",
-                                                              "confusion", "curves")}  # fmt: skip
-    result = evaluate_job(inputs=inputs, outputs=evaluation, params=params, threads=2)
+    evaluation = {k: [str(tmp_path / f"seed0.{k}")] for k in ("metrics", "roc", "confusion",
+                                                                "curves")}  # fmt: skip
+    params = {
+        "architecture": "ResNet50", "labels": {"positive": "covid", "negative": "normal"},
+        "runs": [{"protocol": "patient", "run": run, "training": TRAINING}],
+        "evaluation": {"threshold": 0.5, "bootstrap": 100, "checkpoint": "final"},
+    }  # fmt: skip
+    inputs = {k: [outputs[k]] for k in ("predictions", "history", "summary")}
+    result = evaluate_models_job(inputs=inputs, outputs=evaluation, params=params)[0]
     assert result["test"]["n"] == (frame["split"] == "test").sum()
-    assert result["prediction"] == how
+    assert result["prediction"] == summary["prediction"]
+    assert read_json(evaluation["metrics"][0]) == json.loads(json.dumps(result))
+
+
+def test_runs_fitted_together_equal_runs_fitted_alone(stage):
+    """One process fitting several runs writes, for each, what a process of its own would:
+    the same history, the same weights, the same predictions."""
+    import keras
+
+    runs = [
+        {"name": "seed0", "seed": 0, "train_fraction": None},
+        {"name": "f050-seed1", "seed": 1, "train_fraction": 0.5},
+        {"name": "seed1", "seed": 1, "train_fraction": None},
+    ]
+    together = _train(stage, runs, "together", checkpoint="best")
+    for run, batched in zip(runs, together, strict=True):
+        alone = _train(stage, [run], f"alone-{run['name']}", checkpoint="best")[0]
+        for name in ("history", "predictions"):
+            assert Path(batched[name]).read_bytes() == Path(alone[name]).read_bytes(), name
+        for name in ("model", "best"):
+            a, b = (keras.models.load_model(f[name], compile=False) for f in (batched, alone))
+            for x, y in zip(a.get_weights(), b.get_weights(), strict=True):
+                assert np.array_equal(x, y), (run["name"], name)
+    # Different seeds and subsets do give different heads: the comparison can fail.
+    first, second = (Path(f["history"]).read_bytes() for f in together[:2])
+    assert first != second
+
+
+def test_a_run_list_that_does_not_match_the_outputs_is_refused(stage, tmp_path):
+    from cxr.errors import DataError
+    from cxr.heads import train_models_job
+
+    run = {"name": "seed0", "seed": 0, "train_fraction": None}
+    outputs = {k: [str(tmp_path / k)] for k in ("model", "best", "history", "summary",
+                                                "predictions")}  # fmt: skip
+    params = {"architecture": "ResNet50", "protocols": ["patient"], "checkpoint": "final",
+              "runs": [{"protocol": "patient", "run": run, "training": TRAINING}] * 2}  # fmt: skip
+    with pytest.raises(DataError, match="for 2 runs"):
+        train_models_job(inputs=_inputs(stage), outputs=outputs, params=params, threads=2)
 
 
 def test_a_base_that_does_not_give_the_features_is_caught(stage):
@@ -150,7 +202,7 @@ def test_learning_curve_run_trains_on_its_subset(stage):
     from cxr.split import subsample_patients
 
     run = {"name": "f050-seed1", "seed": 1, "train_fraction": 0.5}
-    summary = read_json(_train(stage, run, "f050-seed1")["summary"])
+    summary = read_json(_train(stage, [run], "subset")[0]["summary"])
     subset = subsample_patients(stage["splits"], 0.5, 1)
     assert summary["n_train"] == len(subset)
     assert summary["n_train_patients"] == subset["patient"].nunique()

@@ -49,6 +49,6 @@ def test_dry_run_of_the_default_config_plans_every_stage():
     result = run(tool("snakemake"), "-n", "--forceall", "--quiet", "rules")
     assert result.returncode == 0, result.stdout + result.stderr
     for rule in ("generate_synthetic_data", "curate_images", "split_protocol", "write_shards",
-                 "extract_features", "train_model", "evaluate_model", "compare_protocols",
+                 "extract_features", "train_models", "evaluate_models", "compare_protocols",
                  "plot_learning_curve", "audit_leakage", "render_report"):  # fmt: skip
         assert rule in result.stdout, f"{rule} missing from the dry run"

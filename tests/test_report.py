@@ -45,6 +45,7 @@ ALERT = "<script>alert(1)</script>"
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 WEIGHTS = "none (random, BatchNorm recalibrated)"
 TIMINGS = ("seconds_features", "seconds_fit", "resumed_from_epoch")  # in a run's train summary
+EXTERNAL_PER_SOURCE = 5  # saliency: external images mapped per source and class
 
 
 def _png(path: Path, colour: str) -> None:
@@ -52,12 +53,14 @@ def _png(path: Path, colour: str) -> None:
     Image.new("RGB", (40, 30), colour).save(path)
 
 
-def _saliency(stem: Path, predictions: pd.DataFrame, arch: str) -> tuple[str, str]:
+def _saliency(stem: Path, evaluated: pd.DataFrame, arch: str) -> tuple[str, str, str]:
     """A run's saliency outputs as explain_model writes them (cxr.saliency.statistics), from
     made-up maps: healthy images hot in the top-left corner (a marker), the others in the
-    middle; the disease images' opacity planted at the middle, so the pointing game scores."""
-    from cxr.saliency import statistics, write_arrays
+    middle; the disease images' opacity planted at the middle, so the pointing game scores.
+    External images: at most EXTERNAL_PER_SOURCE per source and class."""
+    from cxr.saliency import select_images, selection, statistics, write_arrays
 
+    predictions = select_images(evaluated, EXTERNAL_PER_SOURCE, seed=2020)
     n, side = len(predictions), 16
     maps = np.zeros((n, side, side), np.float32)
     healthy = (predictions["label"] == 0).to_numpy()
@@ -74,7 +77,10 @@ def _saliency(stem: Path, predictions: pd.DataFrame, arch: str) -> tuple[str, st
         border_fraction=0.125, corner_fraction=0.125, boxes=boxes, labels=LABELS, n_boot=50,
         seed=0,
     )  # fmt: skip
-    result = {"architecture": arch, "protocol": "patient", "run": "seed0", **result,
+    chosen = selection(evaluated, predictions, per_source=EXTERNAL_PER_SOURCE, seed=2020,
+                       labels=LABELS)  # fmt: skip
+    result = {"architecture": arch, "protocol": "patient", "run": "seed0",
+              "selection": chosen, **result,
               "methods": {m: {"description": f"{m} made up", "cells": [4, 4]}
                           for m in ("gradcam", "occlusion")}}  # fmt: skip
     write_json(f"{stem}.saliency.json", result)
@@ -85,7 +91,11 @@ def _saliency(stem: Path, predictions: pd.DataFrame, arch: str) -> tuple[str, st
         "gradcam": maps.astype(np.float16), "occlusion": maps.astype(np.float16),
         "gradcam_peaks": peaks, "occlusion_peaks": peaks,
     })  # fmt: skip
-    return f"{stem}.saliency.json", f"{stem}.saliency.npz"
+    write_json(f"{stem}.saliency.cost.json", {
+        "images": n, "seconds": {"gradcam": 0.1, "occlusion": 1.0},
+        "seconds_per_image": {"gradcam": 0.0123, "occlusion": 0.4567},
+    })  # fmt: skip
+    return f"{stem}.saliency.json", f"{stem}.saliency.npz", f"{stem}.saliency.cost.json"
 
 
 def _predictions(splits: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -146,7 +156,7 @@ def results(synthetic_root, tmp_path_factory) -> dict:
     # figures as curves for every run, then roc for every run, then confusion for every run.
     evaluations, paths = [], {"evaluations": [], "predictions": [], "histories": [],
                               "train_summaries": []}  # fmt: skip
-    paths |= {"saliency": [], "saliency_maps": []}
+    paths |= {"saliency": [], "saliency_maps": [], "saliency_costs": []}
     figures: dict[str, list[str]] = {"curves": [], "roc": [], "confusion": []}
     for i, (arch, seed) in enumerate(RUNS):
         predictions = _predictions(splits, seed=i)
@@ -183,9 +193,10 @@ def results(synthetic_root, tmp_path_factory) -> dict:
         paths["histories"].append(str(history))
         paths["train_summaries"].append(str(train_summary))
         if seed == 0:  # saliency.runs: first
-            statistics, maps = _saliency(stem, predictions, arch)
+            statistics, maps, cost = _saliency(stem, predictions, arch)
             paths["saliency"].append(statistics)
             paths["saliency_maps"].append(maps)
+            paths["saliency_costs"].append(cost)
     paths["figures"] = [path for kind in ("curves", "roc", "confusion") for path in figures[kind]]
     write_json(inputs["eval_summary"], summarise(evaluations))
 
@@ -508,6 +519,19 @@ def test_saliency_section_shows_each_architecture_with_numbers(results, page):
     # The verdict and its rule, and the pointing game (every disease call hits its box).
     assert "attention outside the lungs" in text and "Rule: flag if" in text
     assert "Pointing game" in text
+    # The images mapped, those the bound left out, and the time per image (the cost file).
+    evaluated = pd.read_csv(results["inputs"]["predictions"][0])
+    test = int((evaluated["split"] == "test").sum())
+    groups = evaluated[evaluated["split"] == "external"].groupby(["source", "label"]).size()
+    cut = {key: n for key, n in groups.items() if n > EXTERNAL_PER_SOURCE}
+    assert cut, "the made-up predictions must have an external source above the bound"
+    mapped = test + sum(min(n, EXTERNAL_PER_SOURCE) for n in groups)
+    assert f"Images mapped: {mapped} ({test} test, {mapped - test} external)" in text
+    assert f"left out by the bound of {EXTERNAL_PER_SOURCE} per source and class" in text
+    names = {1: LABELS["positive"], 0: LABELS["negative"]}
+    for (source, label), n in cut.items():
+        assert f"{EXTERNAL_PER_SOURCE} of {n} {source} ({names[label]}) mapped" in text
+    assert "Grad-CAM 0.012 s, occlusion 0.457 s per image" in text
 
 
 def _section(page: str, name: str) -> str:

@@ -96,6 +96,72 @@ def test_outcomes_and_group_summaries():
     assert saliency.outside_verdict(inside, area)["verdict"] == "pass"
 
 
+def _evaluated() -> pd.DataFrame:
+    """A predictions table: 3 test images, and external nih (5 healthy) and later (3 disease,
+    1 healthy), interleaved as evaluation may write them."""
+    rows = [
+        ("external", "nih/a", "nih", 0), ("test", "covid/a", "covid", 1),
+        ("external", "later/a", "later", 1), ("external", "nih/b", "nih", 0),
+        ("test", "kermany/a", "kermany", 0), ("external", "nih/c", "nih", 0),
+        ("external", "later/b", "later", 1), ("external", "later/c", "later", 0),
+        ("external", "nih/d", "nih", 0), ("test", "kermany/b", "kermany", 0),
+        ("external", "later/d", "later", 1), ("external", "nih/e", "nih", 0),
+    ]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=["split", "id", "source", "label"])
+    frame["patient"] = frame["id"].str.replace("/", ":")
+    frame["probability"] = np.linspace(0.05, 0.95, len(frame))
+    return frame[["split", "id", "patient", "source", "label", "probability"]]
+
+
+def test_select_images_bounds_each_external_source_and_class():
+    evaluated = _evaluated()
+    kept = saliency.select_images(evaluated, 2, seed=7)
+    # Every test image stays; nih (healthy) and later (disease) are cut to 2 each, later's one
+    # healthy image stays; the rows keep the predictions' order.
+    assert kept["id"][kept["split"] == "test"].tolist() == ["covid/a", "kermany/a", "kermany/b"]
+    counts = kept[kept["split"] == "external"].groupby(["source", "label"]).size().to_dict()
+    assert counts == {("later", 0): 1, ("later", 1): 2, ("nih", 0): 2}
+    position = {i: k for k, i in enumerate(evaluated["id"])}
+    assert [position[i] for i in kept["id"]] == sorted(position[i] for i in kept["id"])
+    assert list(kept.columns) == list(evaluated.columns)
+    # The sample: the smallest SHA-256 of "<seed>:<id>" in each group, whatever the row order.
+    nih = sorted(evaluated["id"][evaluated["source"] == "nih"],
+                 key=lambda i: saliency.sample_key(7, i))[:2]  # fmt: skip
+    assert set(kept["id"][kept["source"] == "nih"]) == set(nih)
+    shuffled = saliency.select_images(evaluated.sample(frac=1, random_state=1), 2, seed=7)
+    assert set(shuffled["id"]) == set(kept["id"])
+    assert saliency.select_images(evaluated, 2, seed=7).equals(kept)  # deterministic
+    # None keeps all, 0 only the test images, a large bound all.
+    assert saliency.select_images(evaluated, None, seed=7).equals(evaluated)
+    assert saliency.select_images(evaluated, 5, seed=7).equals(evaluated)
+    assert (saliency.select_images(evaluated, 0, seed=7)["split"] == "test").all()
+    with pytest.raises(ConfigError, match="external_per_source"):
+        saliency.select_images(evaluated, -1, seed=7)
+
+
+def test_selection_counts_add_up():
+    evaluated = _evaluated()
+    kept = saliency.select_images(evaluated, 2, seed=7)
+    chosen = saliency.selection(evaluated, kept, per_source=2, seed=7,
+                                labels={"positive": "covid", "negative": "normal"})  # fmt: skip
+    assert (chosen["images"], chosen["mapped"], chosen["left_out"]) == (12, 8, 4)
+    by = {(g["split"], g["source"], g["label"]): g for g in chosen["groups"]}
+    nih = by[("external", "nih", "normal")]
+    assert (nih["images"], nih["mapped"], nih["left_out"]) == (5, 2, 3)
+    assert by[("external", "later", "covid")]["left_out"] == 1
+    assert by[("test", "kermany", "normal")] == {
+        "split": "test", "source": "kermany", "label": "normal",
+        "images": 2, "mapped": 2, "left_out": 0,
+    }  # fmt: skip
+    assert all(g["mapped"] + g["left_out"] == g["images"] for g in chosen["groups"])
+    assert sum(g["images"] for g in chosen["groups"]) == len(evaluated)
+    assert chosen["external_per_source"] == 2 and "'7:<image id>'" in chosen["rule"]
+    every = saliency.selection(evaluated, evaluated, per_source=None, seed=7,
+                               labels={"positive": "covid", "negative": "normal"})  # fmt: skip
+    assert every["left_out"] == 0 and "null" in every["rule"]
+    json.dumps(chosen, allow_nan=False)  # plain values for the statistics JSON
+
+
 def test_ground_truth_boxes_match_curated_images_by_path(tmp_path):
     truth = pd.DataFrame(
         {
@@ -230,6 +296,78 @@ def test_occlusion_peaks_where_graying_lowers_the_probability(corner_model):
     assert maps.cells_shape == (4, 4)
     assert tuple(maps.peaks[0]) == (0.125, 0.125)  # the first patch's centre
     assert maps.maps[0, :2, :2].min() > 0 and maps.maps[0, 4:, 4:].max() == 0
+
+
+def _occlusion_per_position(predict, images, predicted, *, patch, stride):
+    """The reference: occlusion as explain_job computed it before its calls were batched,
+    one classifier call per patch position over all images."""
+    from cxr import attribution
+
+    n, height, width = images.shape[:3]
+    ys = list(range(0, height - patch + 1, stride))
+    xs = list(range(0, width - patch + 1, stride))
+    sign = np.where(predicted == 1, 1.0, -1.0)
+    original = np.asarray(predict(images), dtype=np.float64)
+    maps = np.zeros((n, height, width), np.float64)
+    cover = np.zeros((height, width), np.float64)
+    cells = np.zeros((n, len(ys), len(xs)), np.float64)
+    for i, y in enumerate(ys):
+        for j, x in enumerate(xs):
+            occluded = images.copy()
+            occluded[:, y : y + patch, x : x + patch] = attribution.OCCLUSION_GRAY
+            drop = sign * (original - np.asarray(predict(occluded), dtype=np.float64))
+            cells[:, i, j] = drop
+            maps[:, y : y + patch, x : x + patch] += drop[:, None, None]
+            cover[y : y + patch, x : x + patch] += 1
+    maps = np.maximum(maps / np.maximum(cover, 1), 0.0)
+    return maps.astype(np.float32), attribution._cell_peaks(cells), cells.shape[1:]
+
+
+def test_batched_occlusion_equals_one_call_per_position():
+    """Batches that mix positions and images (here 7 per call: they split positions across
+    calls) give the per-position loop's maps, peaks and cells, on a model that reads every
+    pixel (a convolution over the whole image, weighted by position)."""
+    import keras
+
+    from cxr import attribution
+
+    rng = np.random.default_rng(3)
+    image = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(2, 3, padding="same", activation="tanh", name="conv")(image)
+    x = keras.layers.Flatten()(x)
+    out = keras.layers.Dense(2, activation="softmax")(x)
+    model = keras.Model(image, out)
+    model.set_weights([rng.normal(0, 0.05, w.shape).astype(np.float32)
+                       for w in model.get_weights()])  # fmt: skip
+    calls = []
+
+    def predict(batch):
+        calls.append(len(batch))
+        x = np.repeat(batch.astype(np.float32) / 255.0, 3, axis=-1)
+        return np.asarray(model(x, training=False))[:, 1]
+
+    images = rng.integers(0, 256, (5, 12, 12, 1), dtype=np.uint8)
+    predicted = np.array([1, 0, 1, 1, 0])
+    want_maps, want_peaks, want_cells = _occlusion_per_position(
+        predict, images, predicted, patch=4, stride=3
+    )
+    calls.clear()
+    found = attribution.occlusion(predict, images, predicted, patch=4, stride=3, batch_size=7)
+    assert found.cells_shape == want_cells == (3, 3)
+    # 9 positions x 5 images in calls of at most 7, then the unoccluded images.
+    assert calls == [7] * 6 + [3, 5]
+    assert np.allclose(found.maps, want_maps, rtol=0, atol=1e-6)
+    assert found.maps.max() > 1e-3  # the test compares maps that have something in them
+    np.testing.assert_array_equal(found.peaks, want_peaks)
+    # One call for everything, and one image per call: the same maps.
+    for batch_size in (45, 1):
+        again = attribution.occlusion(predict, images, predicted, patch=4, stride=3,
+                                      batch_size=batch_size)  # fmt: skip
+        assert np.allclose(again.maps, want_maps, rtol=0, atol=1e-6)
+    # Memory bound: as many pixels as 64 images at 224 px, at most 256 images.
+    assert attribution.images_per_call(64) == 256
+    assert attribution.images_per_call(224) == 64
+    assert attribution.images_per_call(448) == 16
 
 
 def test_split_classifier_finds_base_and_head(corner_model):

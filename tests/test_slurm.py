@@ -32,7 +32,10 @@ CONFIGS = [
     REPO / "tests/configs/tiny.yaml",
     REPO / "tests/configs/slurm.yaml",
 ]
-GPU_RULES = ("extract_features", "train_model")
+# The localhost profile sends these to its GPU partition one job each (no groups there).
+GPU_RULES = ("extract_features", "train_models")
+# profiles/slurm's GPU job per architecture: these rules, as one group job.
+BASE_GROUP = ("extract_features", "train_models", "explain_model")
 BACKUP = "results/patient/models/MobileNet/seed0/backup/state.json"
 
 
@@ -66,7 +69,7 @@ def test_real_workflow_on_slurm_with_gpu_and_resume(slurm_cluster, tmp_path, cap
             assert time.monotonic() < deadline, log1.read_text()[-4000:]
             time.sleep(0.2)
         train_jobs = [
-            job for job, rule in SUBMITTED.findall(log1.read_text()) if rule == "train_model"
+            job for job, rule in SUBMITTED.findall(log1.read_text()) if rule == "train_models"
         ]
         subprocess.run(["scancel", train_jobs[0]], check=True)  # what pre-emption does
         assert wait(proc, log1) != 0
@@ -96,7 +99,7 @@ def test_real_workflow_on_slurm_with_gpu_and_resume(slurm_cluster, tmp_path, cap
         assert info["Partition"] == ("gpu" if on_gpu else "cpu"), (rule, info)
         assert ("gpu:1" in info.get("TresPerJob", "")) == on_gpu, (rule, info)
     sbatch = SBATCH_CALL.findall(log1.read_text() + log2.read_text())
-    training = [line for line in sbatch if "--comment rule_train_model" in line]
+    training = [line for line in sbatch if "--comment rule_train_models" in line]
     features = [line for line in sbatch if "--comment rule_extract_features" in line]
     assert len(training) == 2 and all(" --gpus=1" in line for line in training)
     assert len(features) == 1 and " --gpus=1" in features[0]
@@ -108,19 +111,66 @@ def test_real_workflow_on_slurm_with_gpu_and_resume(slurm_cluster, tmp_path, cap
 
 
 def test_profiles_keep_cluster_settings_out_of_default() -> None:
-    """The user profile submits training with one GPU; profiles/default stays local and lets
-    one GPU job run at a time."""
+    """The user profile asks for one GPU per architecture's base group; profiles/default stays
+    local and lets one GPU job run at a time."""
     profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
     assert profile["executor"] == "slurm"
-    for rule in GPU_RULES:
-        assert profile["set-resources"][rule]["gpu"] == 1
-        assert profile["set-resources"][rule]["require_gpu"] == 1
-        assert profile["set-resources"][rule]["slurm_partition"] == "gpu"
+    groups = dict(entry.split("=") for entry in profile["groups"])
+    assert {rule for rule, group in groups.items() if group == "base"} == set(BASE_GROUP)
+    assert not [e for e in profile["group-components"] if e.startswith("base=")]
+    resources = profile["set-resources"]
+    for rule in BASE_GROUP:
+        assert resources[rule]["gpu"] == 1 and resources[rule]["require_gpu"] == 1
+        assert resources[rule]["slurm_partition"] == "gpu"
+        assert resources[rule]["runtime"] <= 60, "sized to the work, not hours"
+    assert "gpu" not in resources["probe_borders"]  # a CPU job, in the results group
     test_profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
     assert test_profile["slurm-status-command"] == "squeue"  # no slurmdbd on the test cluster
     default = yaml.safe_load((REPO / "profiles/default/config.yaml").read_text())
     assert "executor" not in default
     assert default["resources"] == {"gpu": 1}
+
+
+def planned_submissions(*configs: Path, workdir: Path) -> list[tuple[str, list[str]]]:
+    """What `snakemake --workflow-profile profiles/slurm` would submit, from its dry run: one
+    (group or rule, its rules) per sbatch job; local rules and `all` are not submitted."""
+    command = [
+        str(SNAKEMAKE), "--workflow-profile", str(REPO / "profiles/slurm"), "-n", "-s",
+        str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile", *map(str, configs),
+    ]  # fmt: skip
+    run = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr[-4000:]
+    jobs, current = [], None
+    for line in run.stdout.splitlines():
+        group = re.search(r"\] Group job (\w+) ", line)
+        if group:
+            current = (group.group(1), [])
+            jobs.append(current)
+        elif re.match(r"^rule (\w+):$", line):  # not indented: a job of its own
+            current = None
+            if line != "rule all:":  # the target rule runs nothing: never submitted
+                jobs.append((line[5:-1], [line[5:-1]]))
+        elif current and re.match(r"^    rule (\w+):$", line):
+            current[1].append(line.strip()[5:-1])
+    return jobs
+
+
+def test_an_article_sized_plan_is_five_sbatch_jobs_three_on_gpus(tmp_path: Path, capsys):
+    """The article_local plan's shape (3 architectures, 4 protocols, 15 runs each, border probe,
+    saliency) on the embedded data: one GPU job per architecture, two CPU jobs."""
+    sized = tmp_path / "article-sized.yaml"
+    sized.write_text("training: {seeds: [0, 1, 2]}\n")
+    jobs = planned_submissions(REPO / "config.yaml", sized, workdir=tmp_path)
+    names = [name for name, _ in jobs]
+    assert sorted(names) == ["base", "base", "base", "prepare", "results"], names
+    bases = [rules for name, rules in jobs if name == "base"]
+    assert sum(rules.count("train_models") for rules in bases) == 3  # 45 runs in 3 jobs
+    assert sum(rules.count("explain_model") for rules in bases) == 3
+    results = dict(jobs)["results"]
+    assert results.count("evaluate_models") == 3 and "render_report" in results
+    assert "probe_borders" in results
+    with capsys.disabled():
+        print(f"\nprofiles/slurm, article-sized plan: {len(jobs)} sbatch jobs, 3 with a GPU")
 
 
 def test_slurm_profile_parses_in_dry_run(tmp_path: Path) -> None:
@@ -131,19 +181,21 @@ def test_slurm_profile_parses_in_dry_run(tmp_path: Path) -> None:
     ]  # fmt: skip
     run = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-4000:]
-    train = run.stdout.split("rule train_model:")[1].split("\n\n")[0]
-    assert "gpu=1" in train and "slurm_partition=gpu" in train and "cpus_per_gpu=8" in train
-    assert "require_gpu=1" in train
+    extract = run.stdout.split("rule extract_features:")[1].split("\n\n")[0]
+    assert "gpu=1" in extract and "slurm_partition=gpu" in extract
+    assert "cpus_per_gpu=8" in extract and "require_gpu=1" in extract
+    train = run.stdout.split("rule train_models:")[1].split("\n\n")[0]
+    assert "gpu=1" in train and "slurm_partition=gpu" in train and "require_gpu=1" in train
 
 
 # ------------------------------------------------ sbatch lines, with stand-in SLURM commands
 
 # One job of each kind whose inputs are up to date in a finished scratch run: a base (GPU), a
-# head (GPU, another architecture so it does not wait for that base) and a split (CPU).
+# head (GPU, another architecture so it does not wait for that base) and the audit (CPU).
 SUBMITTED_TARGETS = {
     "extract_features": "results/features/DenseNet121/summary.json",
-    "train_model": "results/patient/models/MobileNet/seed0/summary.json",
-    "split_protocol": "results/article/splits/summary.json",
+    "train_models": "results/patient/models/MobileNet/seed0/summary.json",
+    "audit_leakage": "results/audit/leakage.json",
 }
 
 
@@ -170,6 +222,8 @@ def submit(profile_dir: Path, workdir: Path, bin_dir: Path) -> dict[str, list[st
     for line in sbatch_calls(fake):
         options, _, wrapped = line.partition(" --wrap=")
         rule = re.search(r"--comment rule_(\w+?)(?:_wildcards_\S+)?(?: |$)", options).group(1)
+        # A group job's comment is rule_<group>_<its rules>: here one rule each.
+        rule = next((name for name in SUBMITTED_TARGETS if rule.endswith(name)), rule)
         calls[rule] = [*shlex.split(options), "--wrap", wrapped]
     assert set(calls) == set(SUBMITTED_TARGETS), run.stdout[-3000:] + run.stderr[-3000:]
     return calls
@@ -198,7 +252,7 @@ def test_slurm_profile_submits_gpu_jobs_with_gpus(finished, tmp_path):
         assert options[options.index("-p") + 1] == "gpu"
         # The job's own Snakemake gets require_gpu, which makes it fail without a GPU.
         assert f"{rule}:require_gpu=1" in job_resources(calls[rule])
-    cpu = calls["split_protocol"][: calls["split_protocol"].index("--wrap")]
+    cpu = calls["audit_leakage"][: calls["audit_leakage"].index("--wrap")]
     assert not [a for a in cpu if a.startswith(("--gpus", "--gres", "--cpus-per-gpu"))], cpu
     assert cpu[cpu.index("-p") + 1] == "cpu"
 
@@ -219,7 +273,7 @@ def test_gres_variant_of_the_slurm_profile_sends_gres_only(finished, tmp_path):
         options = calls[rule][: calls[rule].index("--wrap")]
         assert "--gres=gpu:1" in options and "--cpus-per-gpu=8" in options, options
         assert not [a for a in options if a.startswith("--gpus")], options
-    cpu = calls["split_protocol"][: calls["split_protocol"].index("--wrap")]
+    cpu = calls["audit_leakage"][: calls["audit_leakage"].index("--wrap")]
     assert not [a for a in cpu if a.startswith(("--gpus", "--gres"))], cpu
 
 

@@ -109,9 +109,11 @@ def test_saliency_positive_control_finds_the_marker(tiny):
     share, area = healthy_corner_share(statistics, "occlusion")
     # Occlusion: well above the area share, the interval's lower bound too.
     assert share["mean"] > 3 * area and share["ci95"][0] > area, (share, area)
-    # Every test and external image is mapped, and the maps are saved beside the predictions.
+    # Every test and external image is mapped (none is above saliency.external_per_source),
+    # and the maps are saved beside the predictions.
     predictions = pd.read_csv(tiny / SALIENCY.replace(".saliency.json", ".predictions.csv"))
     assert [r["id"] for r in statistics["images"]] == list(predictions["id"])
+    assert statistics["selection"]["left_out"] == 0
     with np.load(tiny / SALIENCY.replace(".json", ".npz")) as maps:
         assert maps["ids"].tolist() == list(predictions["id"])
         assert maps["gradcam"].shape == maps["occlusion"].shape == (len(predictions), 64, 64)

@@ -25,6 +25,10 @@ from cxr.errors import DataError
 
 # Occluded pixels are set to mid-gray (uint8), before the architecture's preprocessing.
 OCCLUSION_GRAY = 128
+# Images per classifier call: as many pixels as 64 images at 224 px (what the maps of the
+# article's size have run with in 6 GB), and at most 256 (at 64 px: 4 positions of 64 images).
+PIXELS_PER_CALL = 64 * 224 * 224
+MAX_IMAGES_PER_CALL = 256
 
 
 @dataclass(frozen=True)
@@ -145,32 +149,54 @@ def gradcam(
     return Maps(_upsample(native, size), _cell_peaks(native), native.shape[1:])
 
 
+def images_per_call(image_size: int) -> int:
+    """How many images of `image_size` px one classifier call takes: occlusion's batches and
+    the calls that make them up, bounded in memory by PIXELS_PER_CALL."""
+    return int(min(MAX_IMAGES_PER_CALL, max(1, PIXELS_PER_CALL // image_size**2)))
+
+
 def occlusion(
-    predict, images: np.ndarray, predicted: np.ndarray, *, patch: int, stride: int
+    predict,
+    images: np.ndarray,
+    predicted: np.ndarray,
+    *,
+    patch: int,
+    stride: int,
+    batch_size: int = 256,
 ) -> Maps:
     """Occlusion sensitivity (Zeiler & Fergus 2014) on uint8 images [N, H, W, 1]: slide a
     mid-gray patch x patch square with `stride`, record how much P(predicted class) drops.
     A pixel's value is the mean drop over the patches that cover it (negative drops, where
     graying raised the probability, become 0); the cells are the patch positions.
-    `predict(images) -> P(disease)` runs the whole classifier on uint8 images."""
+    `predict(images) -> P(disease)` runs the whole classifier on uint8 images; it is given
+    `batch_size` occluded images at a time, (position, image) pairs in position-major order,
+    so that one call covers several positions when there are fewer images than that."""
     n, height, width = images.shape[:3]
     if not 0 < patch <= min(height, width) or stride < 1:
         raise DataError(f"occlusion patch {patch} / stride {stride} do not fit {height}x{width}")
+    if batch_size < 1:
+        raise DataError(f"occlusion batch_size {batch_size}: use 1 or more")
     ys = list(range(0, height - patch + 1, stride))
     xs = list(range(0, width - patch + 1, stride))
+    positions = [(y, x) for y in ys for x in xs]
+    occluded_prob = np.empty(len(positions) * n, np.float64)
+    for start in range(0, len(occluded_prob), batch_size):
+        flat = np.arange(start, min(start + batch_size, len(occluded_prob)))
+        which, image = np.divmod(flat, n)
+        batch = images[image]  # a copy: at most batch_size images in memory
+        for k, p in enumerate(which):
+            y, x = positions[p]
+            batch[k, y : y + patch, x : x + patch] = OCCLUSION_GRAY
+        occluded_prob[flat] = np.asarray(predict(batch), dtype=np.float64)
     sign = np.where(predicted == 1, 1.0, -1.0)
     original = np.asarray(predict(images), dtype=np.float64)
+    # The drop of P(predicted): P(disease) for a disease call, 1 - P(disease) else; [P, N].
+    drops = sign * (original - occluded_prob.reshape(len(positions), n))
     maps = np.zeros((n, height, width), np.float64)
     cover = np.zeros((height, width), np.float64)
-    cells = np.zeros((n, len(ys), len(xs)), np.float64)
-    for i, y in enumerate(ys):
-        for j, x in enumerate(xs):
-            occluded = images.copy()
-            occluded[:, y : y + patch, x : x + patch] = OCCLUSION_GRAY
-            # The drop of P(predicted): P(disease) for a disease call, 1 - P(disease) else.
-            drop = sign * (original - np.asarray(predict(occluded), dtype=np.float64))
-            cells[:, i, j] = drop
-            maps[:, y : y + patch, x : x + patch] += drop[:, None, None]
-            cover[y : y + patch, x : x + patch] += 1
+    for p, (y, x) in enumerate(positions):
+        maps[:, y : y + patch, x : x + patch] += drops[p][:, None, None]
+        cover[y : y + patch, x : x + patch] += 1
+    cells = drops.T.reshape(n, len(ys), len(xs))
     maps = np.maximum(maps / np.maximum(cover, 1), 0.0)
     return Maps(maps.astype(np.float32), _cell_peaks(cells), cells.shape[1:])

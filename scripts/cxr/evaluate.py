@@ -250,3 +250,82 @@ def _spread(values: list[float]) -> dict:
         "max": float(arr.max()),
         "n": len(arr),
     }
+
+
+# The per-run files of evaluate_models, by output name (one list per name, in params["runs"]
+# order), and the training facts each metrics file repeats.
+EVALUATION_OUTPUTS = ("metrics", "roc", "confusion", "curves")
+TRAINING_FACTS = (
+    "path",
+    "n_train",
+    "n_train_patients",
+    "epochs_run",
+    "best_epoch",
+    "best_val_loss",
+)
+
+
+def evaluate_models_job(*, inputs: dict, outputs: dict, params: dict) -> list[dict]:
+    """Evaluate every run of one architecture from the predictions train_models wrote: the
+    metrics JSON and the ROC, confusion and training-curve figures of each run. No TensorFlow:
+    the probabilities are already on disk."""
+    from cxr import plots
+    from cxr.io import read_json, read_table, write_json
+
+    runs, evaluation, labels = params["runs"], params["evaluation"], params["labels"]
+    for name, paths in [*((k, inputs[k]) for k in ("predictions", "history", "summary")),
+                        *((k, outputs[k]) for k in EVALUATION_OUTPUTS)]:  # fmt: skip
+        if len(paths) != len(runs):
+            raise ValueError(f"{len(paths)} '{name}' files for {len(runs)} runs")
+    results = []
+    for i, plan in enumerate(runs):
+        run = plan["run"]
+        predictions = read_table(inputs["predictions"][i])
+        result = evaluate_predictions(
+            predictions,
+            threshold=evaluation["threshold"],
+            n_boot=evaluation["bootstrap"],
+            seed=run["seed"],
+            external_sets=params.get("external"),
+        )
+        train_summary = read_json(inputs["summary"][i])
+        result.update(
+            {
+                "architecture": params["architecture"],
+                "protocol": plan["protocol"],
+                "run": run["name"],
+                "seed": run["seed"],
+                "train_fraction": run.get("train_fraction"),
+                "checkpoint": evaluation["checkpoint"],
+                "weights": train_summary.get("weights"),
+                "image_size": plan["training"]["image_size"],
+                "prediction": train_summary.get("prediction"),
+                # No timings or resume facts: this file must be byte-identical across reruns;
+                # they stay in the training summary (provenance).
+                "training": {k: train_summary.get(k) for k in TRAINING_FACTS},
+            }
+        )
+        write_json(outputs["metrics"][i], result)
+        title = f"{params['architecture']}, {plan['protocol']}, {run['name']}"
+        plots.training_curves(pd.read_csv(inputs["history"][i]), title, outputs["curves"][i])
+        test = result["test"]
+        plots.roc_curve(
+            {"test": {**result["roc"], "auc": test["roc_auc"]["value"]}},
+            title,
+            outputs["roc"][i],
+        )
+        plots.confusion_matrix(
+            test["confusion_matrix"],
+            (labels["negative"], labels["positive"]),
+            title,
+            outputs["confusion"][i],
+        )
+        log.info(
+            "%s %s: test accuracy %s on %d images",
+            plan["protocol"],
+            run["name"],
+            test.get("accuracy", {}).get("value"),
+            test.get("n"),
+        )
+        results.append(result)
+    return results

@@ -1,6 +1,7 @@
-"""The TensorFlow jobs of the workflow (base features, head training, evaluation, border probe)
+"""The TensorFlow jobs of the workflow on the base (features, border probe, saliency maps)
 as plain functions of named inputs, outputs and params, as the rules declare them. The entry
-points set TF_ENABLE_ONEDNN_OPTS before importing this module (TensorFlow reads it once)."""
+points set TF_ENABLE_ONEDNN_OPTS before importing this module (TensorFlow reads it once).
+The runs' heads are fitted in cxr.heads, and evaluated without TensorFlow in cxr.evaluate."""
 
 from __future__ import annotations
 
@@ -11,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from cxr.architectures import resolve_architectures
 from cxr.errors import DataError
-from cxr.io import atomic_open, read_json, read_table, sha256_file, write_csv, write_json
+from cxr.io import atomic_open, read_table, write_csv, write_json
 
 log = logging.getLogger(__name__)
 RANDOM_WEIGHTS = "none (random, BatchNorm recalibrated)"
@@ -38,7 +38,7 @@ def architecture(name: str, training: dict):
     return resolve_architectures([name], training.get("extra_architectures") or {})[0]
 
 
-def _runtime(threads: int, require_gpu: bool = False) -> dict[str, Any]:
+def runtime_record(threads: int, require_gpu: bool = False) -> dict[str, Any]:
     """Configure TensorFlow; return what it runs on and where, for the provenance record."""
     from cxr.runtime import configure_tensorflow
     from cxr.runtime import require_gpu as check_gpu
@@ -67,7 +67,7 @@ def extract_features_job(*, inputs: dict, outputs: dict, params: dict, threads: 
     from cxr.shards import load_images
     from cxr.training import base_features, prepare_base
 
-    runtime = _runtime(threads, params.get("require_gpu", False))
+    runtime = runtime_record(threads, params.get("require_gpu", False))
     training = params["training"]
     arch = architecture(params["architecture"], training)
     size, batch = training["image_size"], training["batch_size"]
@@ -150,214 +150,6 @@ def check_saved_base(
     return {"images": count, "relative_gap": gap}
 
 
-def _stored_features(inputs: dict) -> tuple[np.ndarray, pd.Series]:
-    features = np.load(inputs["features"], mmap_mode="r")
-    table = read_table(inputs["table"])
-    if len(table) != len(features):
-        raise DataError(
-            f"{inputs['features']} has {len(features)} rows but {inputs['table']} names "
-            f"{len(table)} images; rerun extract_features"
-        )
-    return features, pd.Series(np.arange(len(table)), index=table["id"])
-
-
-def _rows(features: np.ndarray, where: pd.Series, frame: pd.DataFrame, what: str):
-    missing = sorted(set(frame["id"]) - set(where.index))
-    if missing:
-        raise DataError(
-            f"{len(missing)} {what} image(s) have no stored features, e.g. {missing[:3]}; "
-            "rerun extract_features"
-        )
-    index = where[frame["id"]].to_numpy()
-    return np.asarray(features[index]), frame["y"].to_numpy(np.int64), list(frame["id"])
-
-
-# --------------------------------------------------------------------------- head training
-
-
-def training_rows(splits: pd.DataFrame, run: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The (train, val) rows of one run of a protocol: a learning-curve run trains on its
-    nested subset of the training patients."""
-    from cxr.split import subsample_patients
-
-    if run.get("train_fraction") is None:
-        train = splits[splits["split"] == "train"]
-    else:
-        train = subsample_patients(splits, run["train_fraction"], run["seed"])
-    return train, splits[splits["split"] == "val"]
-
-
-def train_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> dict:
-    """One run of one protocol: fit the head on the stored features of its training images
-    (or, with augmentation or fine-tuning, the whole model on the images)."""
-    import keras
-
-    from cxr.shards import load_images
-    from cxr.training import TrainSettings, train, train_on_features
-
-    runtime = _runtime(threads, params.get("require_gpu", False))
-    training, run = params["training"], params["run"]
-    settings = TrainSettings.from_config(training, run["seed"])
-    out_dir = Path(outputs["model"]).parent
-    expected = {"model": "model.keras", "best": "best.keras", "history": "history.csv"}
-    for name, file in expected.items():
-        if Path(outputs[name]) != out_dir / file:
-            raise DataError(f"output {name} must be {out_dir / file}, is {outputs[name]}")
-    splits = read_table(inputs["splits"])
-    train_rows, val_rows = training_rows(splits, run)
-    log.info(
-        "protocol %s, run %s: %d training images of %d patients, %d validation images",
-        params["protocol"],
-        run["name"],
-        len(train_rows),
-        train_rows["patient"].nunique(),
-        len(val_rows),
-    )
-    if settings.augmentation or settings.fine_tune:
-        import tensorflow as tf
-
-        def dataset(frame):
-            images, table = load_images(inputs["manifest"], list(frame["id"]))
-            return tf.data.Dataset.from_tensor_slices(
-                {"image": images, "label": table["label"].to_numpy(np.int64), "id": table["id"]}
-            )
-
-        arch = architecture(params["architecture"], training)
-        summary = train(
-            arch,
-            dataset(train_rows),
-            dataset(val_rows),
-            settings,
-            image_size=training["image_size"],
-            weights=None,
-            out_dir=out_dir,
-            strategy="full-model",
-            base=keras.models.load_model(inputs["base"], compile=False),
-        )
-    else:
-        features, where = _stored_features(inputs)
-        summary = train_on_features(
-            _rows(features, where, train_rows, "training"),
-            _rows(features, where, val_rows, "validation"),
-            settings,
-            out_dir=out_dir,
-            provenance={
-                "features": sha256_file(inputs["features"]),
-                "architecture": params["architecture"],
-            },
-        )
-    summary.update(
-        {
-            "architecture": params["architecture"],
-            "protocol": params["protocol"],
-            "run": run["name"],
-            "seed": run["seed"],
-            "train_fraction": run.get("train_fraction"),
-            "n_train_patients": int(train_rows["patient"].nunique()),
-            "weights": read_json(inputs["feature_summary"])["weights"],
-            "image_size": training["image_size"],
-            "runtime": runtime,
-        }
-    )
-    write_json(outputs["summary"], summary)
-    return summary
-
-
-# --------------------------------------------------------------------------- evaluation
-
-
-def predict_run(inputs: dict, params: dict, frame: pd.DataFrame) -> tuple[np.ndarray, str]:
-    """P(positive) for the rows of `frame` from the run's saved model, and how it was got."""
-    import keras
-
-    from cxr.models import preprocess
-    from cxr.shards import load_images
-
-    model = keras.models.load_model(inputs["model"], compile=False)
-    features, where = _stored_features(inputs)
-    if tuple(model.input_shape[1:]) == tuple(features.shape[1:]):
-        # The run's classifier is the shared base + this head, and extract_features checked
-        # that the saved base reproduces these features: no base pass is needed here.
-        x, _, _ = _rows(features, where, frame, "evaluation")
-        prob = np.asarray(model.predict(x, batch_size=256, verbose=0))[:, 1]
-        return prob, "head on the stored features of the shared base"
-    # A fine-tuned or augmented run saved the whole model: it must see the images.
-    images, _ = load_images(inputs["manifest"], list(frame["id"]))
-    x = preprocess(
-        architecture(params["architecture"], params["training"]),
-        images,
-        params["training"]["image_size"],
-    )
-    return np.asarray(model.predict(x, batch_size=32, verbose=0))[:, 1], "full model on images"
-
-
-def evaluate_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> dict:
-    """Evaluate one run on its protocol's test split and on the external sources; write the
-    metrics JSON, the predictions CSV and the run's plots."""
-    from cxr import plots
-    from cxr.evaluate import evaluate_predictions
-
-    _runtime(threads)
-    evaluation, labels = params["evaluation"], params["labels"]
-    splits = read_table(inputs["splits"])
-    frame = splits[splits["split"].isin(["test", "external"])].sort_values(["split", "id"])
-    frame = frame.reset_index(drop=True)
-    prob, how = predict_run(inputs, params, frame)
-    predictions = frame[["split", "id", "patient", "source"]].copy()
-    predictions["label"] = frame["y"].astype(int)
-    predictions["probability"] = prob.astype(float)
-    log.info("predicted %d test and external images (%s)", len(predictions), how)
-    result = evaluate_predictions(
-        predictions,
-        threshold=evaluation["threshold"],
-        n_boot=evaluation["bootstrap"],
-        seed=params["run"]["seed"],
-        external_sets=params.get("external"),
-    )
-    train_summary = read_json(inputs["summary"])
-    result.update(
-        {
-            "architecture": params["architecture"],
-            "protocol": params["protocol"],
-            "run": params["run"]["name"],
-            "seed": params["run"]["seed"],
-            "train_fraction": params["run"].get("train_fraction"),
-            "checkpoint": evaluation["checkpoint"],
-            "weights": train_summary.get("weights"),
-            "image_size": params["training"]["image_size"],
-            "prediction": how,
-            # No timings or resume facts: this file must be byte-identical across reruns;
-            # they stay in the training summary (provenance).
-            "training": {
-                k: train_summary.get(k)
-                for k in (
-                    "path",
-                    "n_train",
-                    "n_train_patients",
-                    "epochs_run",
-                    "best_epoch",
-                    "best_val_loss",
-                )
-            },
-        }
-    )
-    write_json(outputs["metrics"], result)
-    write_csv(outputs["predictions"], predictions)
-    title = f"{params['architecture']}, {params['protocol']}, {params['run']['name']}"
-    plots.training_curves(pd.read_csv(inputs["history"]), title, outputs["curves"])
-    test = result["test"]
-    plots.roc_curve(
-        {"test": {**result["roc"], "auc": test["roc_auc"]["value"]}}, title, outputs["roc"]
-    )
-    plots.confusion_matrix(
-        test["confusion_matrix"],
-        (labels["negative"], labels["positive"]),
-        title,
-        outputs["confusion"],
-    )
-    return result
-
-
 # --------------------------------------------------------------------------- border probe
 
 
@@ -381,7 +173,7 @@ def border_probe_job(*, inputs: dict, outputs: dict, params: dict, threads: int)
     from cxr.shards import load_images
     from cxr.training import TrainSettings, prepare_base, seeded_head
 
-    _runtime(threads)
+    runtime_record(threads)
     training, audit = params["training"], params["audit"]
     seed, arch_name = params["seed"], params["architecture"]
     pixels, table = load_images(inputs["manifest"])
@@ -434,8 +226,9 @@ def border_probe_job(*, inputs: dict, outputs: dict, params: dict, threads: int)
 
 def explain_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> dict:
     """Grad-CAM and occlusion maps of one run's classifier (shared base + its head) on every
-    test and external image it was evaluated on, their region statistics, and, where the data
-    are synthetic, the pointing game against the planted opacities."""
+    test image it was evaluated on and a bounded sample of each external source's
+    (saliency.select_images), their region statistics, and, where the data are synthetic,
+    the pointing game against the planted opacities; the seconds spent in their own file."""
     import time
 
     import keras
@@ -445,10 +238,19 @@ def explain_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> d
     from cxr.models import preprocess
     from cxr.shards import load_images
 
-    _runtime(threads)
+    runtime_record(threads)
     settings, training = params["saliency"], params["training"]
     threshold = params["threshold"]
-    predictions = read_table(inputs["predictions"])
+    evaluated = read_table(inputs["predictions"])
+    per_source = settings["external_per_source"]
+    predictions = saliency.select_images(evaluated, per_source, params["seed"])
+    chosen = saliency.selection(
+        evaluated, predictions, per_source=per_source, seed=params["seed"], labels=params["labels"]
+    )
+    log.info(
+        "mapping %d of %d images (%d left out by saliency.external_per_source: %s)",
+        chosen["mapped"], chosen["images"], chosen["left_out"], per_source,
+    )  # fmt: skip
     ids = list(predictions["id"])
     images, _ = load_images(inputs["manifest"], ids)
     arch = architecture(params["architecture"], training)
@@ -458,18 +260,19 @@ def explain_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> d
         keras.models.load_model(inputs["base"], compile=False),
     )
 
-    # Compiled once: occlusion calls the classifier 65 times per batch of images, and an eager
-    # call of DenseNet121 costs 4-5x a compiled one at 64 px (measured here: 2.3 s against
-    # 0.5 s for 8 calls on 30 images; the same probabilities to the last bit).
+    # Compiled once: occlusion calls the classifier many times (65 image-passes per image),
+    # and an eager call of DenseNet121 costs 4-5x a compiled one at 64 px (measured here:
+    # 2.3 s against 0.5 s for 8 calls on 30 images; the same probabilities to the last bit).
     classify = tf.function(
         lambda x: head(base(x, training=False), training=False), reduce_retracing=True
     )
+    per_call = attribution.images_per_call(size)
 
     def predict(batch: np.ndarray) -> np.ndarray:
         """P(disease) of the whole classifier on uint8 images, as evaluation computes it."""
         out = [
-            np.asarray(classify(preprocess(arch, batch[i : i + 64], size)))
-            for i in range(0, len(batch), 64)
+            np.asarray(classify(preprocess(arch, batch[i : i + per_call], size)))
+            for i in range(0, len(batch), per_call)
         ]
         return np.concatenate(out)[:, 1]
 
@@ -494,7 +297,7 @@ def explain_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> d
     patch = max(1, round(settings["occlusion_patch"] * side))
     stride = max(1, round(settings["occlusion_stride"] * side))
     maps["occlusion"] = attribution.occlusion(
-        predict, images, predicted, patch=patch, stride=stride
+        predict, images, predicted, patch=patch, stride=stride, batch_size=per_call
     )
     seconds["occlusion"] = time.perf_counter() - started
     for method, spent in seconds.items():
@@ -525,6 +328,7 @@ def explain_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> d
         "architecture": params["architecture"],
         "protocol": params["protocol"],
         "run": params["run"]["name"],
+        "selection": chosen,
         **result,
         "methods": {
             "gradcam": {
@@ -555,7 +359,23 @@ def explain_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> d
             **{f"{method}_peaks": found.peaks for method, found in maps.items()},
         },
     )
-    # Timings go to the log and the caller, not the JSON: same results, same bytes.
+    # Timings go to the log, the caller and their own file, not the statistics JSON: same
+    # results, same bytes. The cost file differs between reruns (wall-clock seconds).
+    write_json(
+        outputs["cost"],
+        {
+            "architecture": params["architecture"],
+            "protocol": params["protocol"],
+            "run": params["run"]["name"],
+            "images": len(ids),
+            "images_per_call": per_call,
+            "seconds": {method: round(spent, 3) for method, spent in seconds.items()},
+            "seconds_per_image": {
+                method: round(spent / max(1, len(ids)), 4) for method, spent in seconds.items()
+            },
+            "note": "wall-clock seconds of this job: they differ between reruns",
+        },
+    )
     return {**result, "seconds": seconds}
 
 

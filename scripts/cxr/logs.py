@@ -31,23 +31,32 @@ def run_logged(log_path: str | Path | None, func: Callable[..., Any], *args, **k
         sys.exit(1)
 
 
-def run_tensorflow_job(sm: Any, job: str, **extra_params: Any) -> Any:
-    """Run the `cxr.jobs` function `job` for a Snakemake `script:` object, by keyword.
+def run_tensorflow_job(sm: Any, job: str, *, module: str = "jobs", **extra_params: Any) -> Any:
+    """Run the function `job` of `cxr.<module>` for a Snakemake `script:` object, by keyword.
 
     TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, at import, so it is set here from the job's
-    training settings before cxr.jobs (which imports TensorFlow) is imported.
+    training settings (or its `onednn` param) before the module (which imports TensorFlow) is
+    imported; on a machine
+    without a GPU, TensorFlow's CUDA probing errors are kept out of the log the same way
+    (cxr.devices.quiet_tensorflow_on_cpu).
 
     A job whose resources include `require_gpu` (a profile sets it for the jobs it sends to GPU
     nodes: profiles/slurm) must see a GPU, whatever training.require_gpu says: a resource, not
     a param, so that it reruns nothing."""
+    import importlib
     import os
 
-    os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if sm.params.training["onednn"] else "0"
-    from cxr import jobs
+    from cxr.devices import quiet_tensorflow_on_cpu
 
+    onednn = sm.params.get("onednn", sm.params.get("training", {}).get("onednn"))
+    os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if onednn else "0"
     params = {**dict(sm.params.items()), **extra_params}
     if sm.resources.get("require_gpu"):
         params["require_gpu"] = True
+    else:
+        # A job that must see a GPU keeps TensorFlow's log: it names what went wrong.
+        quiet_tensorflow_on_cpu()
+    jobs = importlib.import_module(f"cxr.{module}")
     return run_logged(
         sm.log[0],
         getattr(jobs, job),

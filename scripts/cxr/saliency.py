@@ -2,10 +2,12 @@
 in the central region (what the border probe blanks), in the border strip and in the top
 corners where side markers sit, against the share of area an uninformative map puts there;
 the pointing game against planted ground truth; per-group means with patient-bootstrap
-intervals; and the verdict line. Plain numpy on arrays, no TensorFlow."""
+intervals; and the verdict line. Plain numpy on arrays, no TensorFlow. Also which images are
+mapped: every test image, and a bounded, fixed sample of each external source."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import zipfile
 from pathlib import Path
@@ -84,6 +86,77 @@ def outcomes(predictions: pd.DataFrame, threshold: float) -> list[str]:
         kind = ("TP" if p else "FN") if y else ("FP" if p else "TN")
         out.append(kind if is_test else f"external {kind}")
     return out
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def sample_key(seed: int, image_id: str) -> str:
+    """The sampling order of an image: the SHA-256 (hex) of "<seed>:<image id>". Depends on the
+    id alone, not on row order or library versions; an image added to a source leaves the
+    others' order as it was."""
+    return hashlib.sha256(f"{seed}:{image_id}".encode()).hexdigest()
+
+
+def select_images(predictions: pd.DataFrame, per_source: int | None, seed: int) -> pd.DataFrame:
+    """The rows whose images are mapped, in the predictions' order: every test image, and of
+    each external source at most `per_source` images per class (label), those with the
+    smallest sample_key (ties by id); None keeps every image. The same images for every
+    architecture and run: `seed` is the workflow's, not a run's."""
+    frame = predictions.reset_index(drop=True)
+    keep = np.ones(len(frame), bool)
+    if per_source is not None:
+        if per_source < 0:
+            raise ConfigError(f"saliency.external_per_source is {per_source}; use 0 or more")
+        external = frame[frame["split"] == "external"]
+        keys = [sample_key(seed, i) for i in external["id"]]
+        ordered = external.assign(_key=keys).sort_values(["_key", "id"])
+        rank = ordered.groupby(["source", "label"], sort=False).cumcount()
+        keep[rank.index.to_numpy()] = (rank < per_source).to_numpy()
+    return frame[keep].reset_index(drop=True)
+
+
+def selection(
+    predictions: pd.DataFrame,
+    mapped: pd.DataFrame,
+    *,
+    per_source: int | None,
+    seed: int,
+    labels: dict,
+) -> dict:
+    """For the statistics JSON: the rule that chose the `mapped` rows among `predictions`
+    (select_images), and per split, source and class the images, those mapped and those left
+    out."""
+    names = {1: labels["positive"], 0: labels["negative"]}
+    chosen = set(mapped["id"])
+    groups = []
+    for split in ("test", "external"):
+        part = predictions[predictions["split"] == split]
+        for (source, label), rows in part.groupby(["source", "label"], sort=True):
+            n, k = len(rows), int(rows["id"].isin(chosen).sum())
+            groups.append({
+                "split": split, "source": source, "label": names[int(label)],
+                "images": n, "mapped": k, "left_out": n - k,
+            })  # fmt: skip
+    if per_source is None:
+        rule = "every test and external image (saliency.external_per_source: null)"
+    else:
+        rule = (
+            f"every test image; of each external source, at most {per_source} images per "
+            f"class: those with the smallest SHA-256 of '{seed}:<image id>' "
+            f"(saliency.external_per_source: {per_source}; seed: {seed})"
+        )
+    total = sum(g["images"] for g in groups)
+    done = sum(g["mapped"] for g in groups)
+    return {
+        "rule": rule,
+        "external_per_source": per_source,
+        "seed": seed,
+        "images": total,
+        "mapped": done,
+        "left_out": total - done,
+        "groups": groups,
+    }
 
 
 # --------------------------------------------------------------------------- ground truth

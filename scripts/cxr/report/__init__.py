@@ -146,6 +146,7 @@ def build_context(
         saliency.context(
             statistics=inputs.get("saliency", []),
             maps=inputs.get("saliency_maps", []),
+            costs=inputs.get("saliency_costs", []),
             overlays=overlays,
         )
     )

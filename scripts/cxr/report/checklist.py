@@ -451,7 +451,8 @@ def _evaluation(f: dict) -> dict[int, tuple]:
     if f["saliency"]:
         item31 = (
             MET,
-            "Grad-CAM and occlusion maps of every test and external image, with the share of "
+            "Grad-CAM and occlusion maps of every test image and of each external source's "
+            "(all, or a fixed sample per class: saliency.external_per_source), with the share of "
             "attribution inside and outside the lungs against the share of area; the methods "
             "are checked on the synthetic data against the planted opacities and markers "
             "(pointing game, positive and negative controls).",

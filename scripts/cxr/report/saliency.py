@@ -1,7 +1,7 @@
 """Context of report/saliency.html.j2: where each architecture's model looks. Per explained
-run: overlays of a few images per outcome (a fixed rule), the mass shares per group with
-intervals against the share of area, the pointing game where ground truth exists, and the
-verdict line."""
+run: the images mapped and those the bound on external images left out, overlays of a few
+images per outcome (a fixed rule), the mass shares per group with intervals against the share
+of area, the pointing game where ground truth exists, the verdict line, and the time spent."""
 
 from __future__ import annotations
 
@@ -69,8 +69,32 @@ def _share(cell: dict) -> dict:
     return {"mean": cell["mean"], "ci95": cell["ci95"], "n": cell["n"]}
 
 
-def run_section(statistics: dict, maps_path: str | Path, *, overlays: int) -> dict:
-    """One architecture's overlays, tables, pointing game and verdicts."""
+def mapped_images(selection: dict) -> dict:
+    """The images mapped, per split, and the groups (source and class) that the bound on
+    external images cut, from the statistics' `selection` (cxr.saliency.selection)."""
+    groups = selection["groups"]
+    return {
+        "mapped": selection["mapped"],
+        "images": selection["images"],
+        "left_out": selection["left_out"],
+        "test": sum(g["mapped"] for g in groups if g["split"] == "test"),
+        "external": sum(g["mapped"] for g in groups if g["split"] == "external"),
+        "bound": selection["external_per_source"],
+        "cut": [g for g in groups if g["left_out"]],
+    }
+
+
+def cost(record: dict | None) -> dict | None:
+    """Seconds per image of each method, from a run's .saliency.cost.json (None without)."""
+    if not record:
+        return None
+    return {"images": record["images"], "per_image": record["seconds_per_image"]}
+
+
+def run_section(
+    statistics: dict, maps_path: str | Path, *, overlays: int, cost_record: dict | None = None
+) -> dict:
+    """One architecture's images, overlays, tables, pointing game, verdicts and cost."""
     area = statistics["regions"]["area_share"]
     methods = []
     for method in METHODS:
@@ -103,14 +127,24 @@ def run_section(statistics: dict, maps_path: str | Path, *, overlays: int) -> di
         "overlays": overlay_uri(statistics, maps_path, picks),
         "n_overlays": len(picks),
         "ground_truth": statistics.get("ground_truth"),
+        "selection": mapped_images(statistics["selection"]),
+        "cost": cost(cost_record),
     }
 
 
-def context(*, statistics: list[str | Path], maps: list[str | Path], overlays: int) -> dict:
-    """The key saliency.html.j2 shows; `statistics[i]` and `maps[i]` describe one run."""
+def context(
+    *,
+    statistics: list[str | Path],
+    maps: list[str | Path],
+    overlays: int,
+    costs: list[str | Path] | None = None,
+) -> dict:
+    """The key saliency.html.j2 shows; `statistics[i]`, `maps[i]` and `costs[i]` (seconds
+    spent; optional) describe one run."""
+    costs = costs or [None] * len(statistics)
     runs = [
-        run_section(read_json(s), m, overlays=overlays)
-        for s, m in zip(statistics, maps, strict=True)
+        run_section(read_json(s), m, overlays=overlays, cost_record=read_json(c) if c else None)
+        for s, m, c in zip(statistics, maps, costs, strict=True)
     ]
     first = read_json(statistics[0]) if statistics else None
     return {
@@ -118,6 +152,7 @@ def context(*, statistics: list[str | Path], maps: list[str | Path], overlays: i
             "runs": runs,
             "regions": first["regions"] if first else None,
             "explains": first["explains"] if first else None,
+            "method_names": METHOD_NAMES,
             "region_names": REGION_NAMES,
             "regions_order": list(REGIONS),
             "overlay_outcomes": list(OVERLAY_OUTCOMES),

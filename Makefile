@@ -52,12 +52,26 @@ bench-training:
 bench-throughput:
 	$(PYTHON) benchmarks/bench_throughput.py $(THROUGHPUT_FLAGS)
 
-bench-workflow:
-	$(PYTHON) benchmarks/bench_workflow.py --cores $(BENCH_CORES) $(WORKFLOW_FLAGS)
+# Each end-to-end run is measured beside the same run of commit BASELINE (issue 20: aa21570 is the
+# last layout with one TensorFlow job per run), in the same session: it runs the workflow twice.
+# `make bench-workflow BASELINE=` measures this checkout alone.
+BASELINE ?= aa21570
+BASELINE_FLAGS = $(if $(BASELINE),--baseline $(BASELINE))
+# The article's images, as benchmarks/common.py's SHARED_DATA finds them.
+ARTICLE_DATA = ../shared/data
 
-# The end-to-end run (and its forward-pass figures) on the article's own images, article sizes.
+bench-workflow:
+	$(PYTHON) benchmarks/bench_workflow.py --cores $(BENCH_CORES) $(BASELINE_FLAGS) $(WORKFLOW_FLAGS)
+
+# The end-to-end run (and its forward-pass figures) on the article's own images, article sizes;
+# skipped where ../shared/data is missing.
 bench-workflow-article:
-	$(PYTHON) benchmarks/bench_workflow.py --cores $(BENCH_CORES) --dataset article_local --article-sizes
+	@if [ -d $(ARTICLE_DATA) ]; then \
+		set -x; $(PYTHON) benchmarks/bench_workflow.py --cores $(BENCH_CORES) --dataset article_local \
+			--article-sizes $(BASELINE_FLAGS); \
+	else \
+		echo "bench-workflow-article: $(ARTICLE_DATA) (the article's images) is missing: skipped"; \
+	fi
 
 bench-scale:
 	$(PYTHON) benchmarks/bench_scale.py --cores $(BENCH_CORES) $(SCALE_FLAGS)

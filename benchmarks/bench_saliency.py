@@ -51,6 +51,7 @@ def main() -> None:
             outputs={
                 "statistics": str(out_dir / f"{arch}.saliency.json"),
                 "maps": str(out_dir / f"{arch}.saliency.npz"),
+                "cost": str(out_dir / f"{arch}.saliency.cost.json"),
             },
             params={
                 "architecture": arch, "protocol": args.protocol, "run": {"name": args.run},

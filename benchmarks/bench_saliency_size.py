@@ -49,10 +49,12 @@ def main() -> None:
             reduce_retracing=True,
         )
 
-        def predict(batch, classify=classify, arch=arch):
+        per_call = attribution.images_per_call(args.image_size)
+
+        def predict(batch, classify=classify, arch=arch, per_call=per_call):
             out = [
-                np.asarray(classify(preprocess(arch, batch[i : i + 64], args.image_size)))
-                for i in range(0, len(batch), 64)
+                np.asarray(classify(preprocess(arch, batch[i : i + per_call], args.image_size)))
+                for i in range(0, len(batch), per_call)
             ]
             return np.concatenate(out)[:, 1]
 
@@ -63,7 +65,9 @@ def main() -> None:
         attribution.gradcam(base, head, x, predicted, size=side, layer=layer)
         gradcam = (time.perf_counter() - started) / args.images
         started = time.perf_counter()
-        found = attribution.occlusion(predict, images, predicted, patch=patch, stride=stride)
+        found = attribution.occlusion(
+            predict, images, predicted, patch=patch, stride=stride, batch_size=per_call
+        )
         occlusion = (time.perf_counter() - started) / args.images
         row = {
             "architecture": name,

@@ -241,20 +241,42 @@ def write_config(path: Path, data: dict) -> Path:
 _JOB = re.compile(r"^\s*(?:local)?rule (\w+):\s*$")
 _WILDCARDS = re.compile(r"^\s*wildcards: (.*)$")
 _REASON = re.compile(r"^\s*reason: (.*)$")
+_JOBID = re.compile(r"^\s*jobid: (\d+)$")
+_FINISHED = re.compile(r"^Finished jobid: (\d+) \(Rule: (\w+)\)")
+TARGET_RULE = "all"
 
 
-def planned_jobs(output: str) -> list[dict[str, str]]:
-    """The jobs a Snakemake output lists (a dry run plans them, a real run runs them):
-    {"job": "rule" or "rule[wildcards]", "rule", "reason"}; the target rule `all` left out."""
-    jobs: list[dict[str, str]] = []
+def planned_jobs(output: str, *, keep_target: bool = False) -> list[dict[str, Any]]:
+    """The jobs a Snakemake output lists (a dry run plans them, a real run and its log run
+    them): {"job": "rule" or "rule[wildcards]", "rule", "reason", "wildcards" (a dict),
+    "jobid"}; the target rule `all` left out unless `keep_target`."""
+    jobs: list[dict[str, Any]] = []
     for line in output.splitlines():
         if match := _JOB.match(line):
-            jobs.append({"job": match.group(1), "rule": match.group(1), "reason": ""})
+            name = match.group(1)
+            jobs.append({"job": name, "rule": name, "reason": "", "wildcards": {}, "jobid": None})
         elif jobs and (match := _WILDCARDS.match(line)):
             jobs[-1]["job"] += f"[{match.group(1)}]"
+            pairs = (item.partition("=") for item in match.group(1).split(", "))
+            jobs[-1]["wildcards"] = {key: value for key, _, value in pairs}
         elif jobs and (match := _REASON.match(line)):
             jobs[-1]["reason"] = match.group(1)
-    return [j for j in jobs if j["rule"] != "all"]
+        elif jobs and jobs[-1]["jobid"] is None and (match := _JOBID.match(line)):
+            jobs[-1]["jobid"] = match.group(1)
+    return [j for j in jobs if keep_target or j["rule"] != TARGET_RULE]
+
+
+def finished_jobs(log_text: str) -> list[dict[str, Any]]:
+    """The jobs a Snakemake log says finished (planned_jobs' dicts), the target rule `all`
+    included, as Snakemake counts its jobs."""
+    done = {m.group(1) for line in log_text.splitlines() if (m := _FINISHED.match(line.strip()))}
+    return [j for j in planned_jobs(log_text, keep_target=True) if j["jobid"] in done]
+
+
+def latest_log(workdir: Path) -> str:
+    """The text of the latest Snakemake log of a run directory ("" where there is none)."""
+    logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
+    return logs[-1].read_text() if logs else ""
 
 
 def rule_benchmarks(workdir: Path) -> pd.DataFrame:
@@ -270,8 +292,6 @@ def rule_benchmarks(workdir: Path) -> pd.DataFrame:
 
 
 _STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
-_FINISHED = re.compile(r"^Finished jobid: (\d+) \(Rule: (\w+)\)")
-_JOBID = re.compile(r"^\s*jobid: (\d+)$")
 
 
 def log_durations(log_text: str) -> pd.DataFrame:
@@ -295,41 +315,42 @@ def log_durations(log_text: str) -> pd.DataFrame:
 # --------------------------------------------------------------------------- settings
 
 
-def repo_config() -> dict:
-    return yaml.safe_load((REPO / "config.yaml").read_text())
+def repo_config(root: Path = REPO) -> dict:
+    """config.yaml of the checkout at `root` (this repository by default)."""
+    return yaml.safe_load((root / "config.yaml").read_text())
 
 
-def dataset_config(name: str) -> dict:
+def dataset_config(name: str, root: Path = REPO) -> dict:
     """Config overrides that pick dataset `name`; a local dataset's roots (relative to the
-    repository in config.yaml) pointed at SHARED_DATA, since the runs happen in scratch
-    directories."""
+    repository in config.yaml of the checkout at `root`) pointed at SHARED_DATA, since the runs
+    happen in scratch directories."""
     from cxr.config import sources_at
 
     config: dict[str, Any] = {"dataset": name}
-    configured = repo_config()
+    configured = repo_config(root)
     sources = configured["datasets"][name].get("sources") or {}
     moved = sources_at(configured, name, SHARED_DATA)
-    roots = {
+    folders = {
         source: moved[source]["root"]
         for source, spec in sources.items()
         if "download" not in spec and not spec["root"].startswith("resources/")
     }
-    missing = [root for root in roots.values() if not Path(root).is_dir()]
+    missing = [folder for folder in folders.values() if not Path(folder).is_dir()]
     if missing:
         raise FileNotFoundError(f"dataset {name}: {missing} not found (see config.yaml)")
-    if roots:
+    if folders:
         config["datasets"] = {
-            name: {"sources": {source: {"root": root} for source, root in roots.items()}}
+            name: {"sources": {source: {"root": folder} for source, folder in folders.items()}}
         }
     return config
 
 
-def effective_config(configs: tuple[Path, ...] = ()) -> dict:
-    """config.yaml with `configs` merged over it and the dataset's overrides applied, as the
-    workflow sees it (schema defaults aside)."""
+def effective_config(configs: tuple[Path, ...] = (), root: Path = REPO) -> dict:
+    """config.yaml (of the checkout at `root`) with `configs` merged over it and the dataset's
+    overrides applied, as the workflow sees it (schema defaults aside)."""
     from cxr.config import deep_merge, resolve
 
-    config = repo_config()
+    config = repo_config(root)
     for path in configs:
         config = deep_merge(config, yaml.safe_load(Path(path).read_text()) or {})
     return resolve(config)

@@ -1,6 +1,7 @@
 """Print the latest benchmark figures (benchmarks/out/*.jsonl) as Markdown tables, with the
-targets of issues 7 and 10 and whether each is met, and the CPU each was measured on. Records
-written before the protocols layout (issue 10) are marked so."""
+targets of issues 7 and 10 and whether each is met, and the CPU each was measured on; with each
+end-to-end run, the baseline's job layout beside it where `bench_workflow.py --baseline` ran
+(issue 20). Records written before the protocols layout (issue 10) are marked so."""
 
 import argparse
 import json
@@ -113,8 +114,51 @@ def throughput(rows: list[dict]) -> list[str]:
     return lines
 
 
-def workflow(rows: list[dict]) -> list[str]:
-    return [line for r in rows for line in [*workflow_run(r), ""]][:-1]
+def workflow(rows: list[dict], comparisons: list[dict] = ()) -> list[str]:
+    beside = {c["variant"]: c for c in comparisons}
+    return [
+        line
+        for r in rows
+        for line in [*workflow_run(r), *job_layouts(beside.get(r.get("variant"))), ""]
+    ][:-1]
+
+
+LAYOUT_HEADER = (
+    "| layout (commit) | wall s | jobs | TF processes | TF processes per architecture (max) "
+    "| start-up share | new / old wall time | CPU |"
+)
+
+
+def layout_table(old: dict, new: dict) -> list[str]:
+    """Two runs of bench_workflow.py (their records, or layout_figures of them) side by side:
+    the baseline's job layout first, then this checkout's."""
+    lines = [LAYOUT_HEADER, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for r, ratio in ((old, ""), (new, f"{new['wall_seconds'] / old['wall_seconds']:.2f}")):
+        tf = r["tf_processes"]
+        lines.append(
+            f"| {r['head_layout']} ({r['commit']}) | {r['wall_seconds']:.1f} | {r['jobs']} | "
+            f"{tf['total']} | {tf['max_per_architecture']} | {r['startup_share']:.0%} | "
+            f"{ratio} | {r['cpu']} |"
+        )
+    return lines
+
+
+def job_layouts(c: dict | None) -> list[str]:
+    """Issue 20: the baseline's job layout beside this checkout's, measured in one session."""
+    if c is None:
+        return []
+    old, new = c["baseline"], c["new"]
+    return [
+        "",
+        f"#### Job layout: {old['commit']} beside {new['commit']} ({c['variant']}, "
+        f"`--cores {c['cores']}`, one session)",
+        "",
+        *layout_table(old, new),
+        "",
+        f"Jobs: Snakemake's count, `all` included. Start-up share: TensorFlow processes x "
+        f"{new['tf_import_seconds']} s (TensorFlow's import in a fresh Python, measured in the "
+        "session) over the seconds of all jobs.",
+    ]
 
 
 def workflow_run(r: dict) -> list[str]:
@@ -129,6 +173,16 @@ def workflow_run(r: dict) -> list[str]:
     ]
     if "forward_passes" not in r:
         return [*lines, "", "(Recorded before the protocols layout: rerun `make bench-workflow`.)"]
+    if "tf_processes" in r:
+        tf = r["tf_processes"]
+        per_arch = ", ".join(f"{a} {n}" for a, n in tf["per_architecture"].items())
+        lines += [
+            "",
+            f"{r['jobs']} jobs (Snakemake's count, `all` included; commit {r['commit']}, heads "
+            f"{r['head_layout']}), {tf['total']} of them TensorFlow processes ({per_arch}; "
+            f"{tf['without_architecture']} of no architecture): start-up "
+            f"{r['startup_share']:.0%} of the job time.",
+        ]
     lines += [
         "",
         "| rule | jobs | s | max RSS (MB) | from |",
@@ -143,8 +197,8 @@ def workflow_run(r: dict) -> list[str]:
         "",
         "Where the job time goes: "
         + ", ".join(f"{k} {v:.0f} s ({v / r['job_seconds']:.0%})" for k, v in shares.items())
-        + f". TensorFlow start-up is {r['tf_import_seconds']} s per job x {r['tf_jobs']} jobs. "
-        f"Largest share: {largest} (target: the base passes, "
+        + f". TensorFlow start-up is {r['tf_import_seconds']} s per process x {r['tf_jobs']} "
+        f"processes. Largest share: {largest} (target: the base passes, "
         f"{yes(largest.startswith('base passes'))}).",
         "",
         *forward_passes(r),
@@ -197,29 +251,55 @@ def forward_passes(r: dict) -> list[str]:
 
 
 def heads(r: dict) -> list[str]:
-    """Issue 10: the heads' jobs per protocol, and what they cost."""
+    """Issues 10 and 20: the heads' runs and jobs per protocol, and what they cost. Where a job
+    is every run of one architecture (head_jobs), its seconds are not split by protocol."""
+    rules = r.get("head_jobs")
+    train = rules["train"]["rule"] if rules else "train_model"
+    evaluate = rules["evaluate"]["rule"] if rules else "evaluate_model"
     lines = [
         f"#### Heads per protocol ({r.get('variant', '')})",
         "",
         measured_on(r),
         "",
-        "| protocol | train_model jobs | s | of which head epochs (s) | evaluate_model jobs | s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        f"| protocol | runs | head epochs (s) | {train} jobs | s | {evaluate} jobs | s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    total = {"train_jobs": 0, "train_seconds": 0.0, "head_fit_seconds": 0.0}
-    total.update(evaluate_jobs=0, evaluate_seconds=0.0)
+    runs, fit = 0, 0.0
     for protocol, h in r["heads"].items():
-        lines.append(
-            f"| {protocol} | {h['train_jobs']} | {h['train_seconds']} | {h['head_fit_seconds']} "
-            f"| {h['evaluate_jobs']} | {h['evaluate_seconds']} |"
+        n = h.get("runs", h["train_jobs"])  # before issue 20 a job was one run
+        runs, fit = runs + n, fit + h["head_fit_seconds"]
+        jobs = (
+            " | | | |"
+            if h["train_jobs"] is None
+            else f" {h['train_jobs']} | {h['train_seconds']} | {h['evaluate_jobs']} | "
+            f"{h['evaluate_seconds']} |"
         )
-        for key in total:
-            total[key] += h[key]
+        lines.append(f"| {protocol} | {n} | {h['head_fit_seconds']} |{jobs}")
+    if rules:
+        total = {role: (rules[role]["jobs"], rules[role]["s"]) for role in ("train", "evaluate")}
+    else:
+        total = {
+            role: (
+                sum(h[f"{role}_jobs"] for h in r["heads"].values()),
+                sum(h[f"{role}_seconds"] for h in r["heads"].values()),
+            )
+            for role in ("train", "evaluate")
+        }
     lines.append(
-        f"| all | {total['train_jobs']} | {total['train_seconds']:.1f} | "
-        f"{total['head_fit_seconds']:.1f} | {total['evaluate_jobs']} | "
-        f"{total['evaluate_seconds']:.1f} |"
+        f"| all | {runs} | {fit:.1f} | {total['train'][0]} | {total['train'][1]:.1f} | "
+        f"{total['evaluate'][0]} | {total['evaluate'][1]:.1f} |"
     )
+    if rules and any(h["train_jobs"] is None for h in r["heads"].values()):
+        per_arch = "; ".join(
+            f"{rules[role]['rule']} "
+            + ", ".join(f"{a} {s}" for a, s in rules[role]["per_architecture"].items())
+            for role in ("train", "evaluate")
+        )
+        lines += [
+            "",
+            f"One {train} job and one {evaluate} job per architecture serve every protocol: "
+            f"their seconds are in the `all` row (per architecture, s: {per_arch}).",
+        ]
     return lines
 
 
@@ -308,7 +388,10 @@ def main(argv: list[str] | None = None) -> None:
     sections = [
         training(latest(args.out / "training.jsonl", "architecture")),
         throughput(latest(args.out / "throughput.jsonl", "architecture")),
-        workflow(latest(args.out / "workflow.jsonl", "variant")),
+        workflow(
+            latest(args.out / "workflow.jsonl", "variant"),
+            latest(args.out / "workflow_layouts.jsonl", "variant"),
+        ),
         scale(latest(args.out / "scale.jsonl", "factor")),
         incremental(latest(args.out / "incremental.jsonl", None)),
     ]

@@ -43,6 +43,7 @@ from dataset import DATA_CHOICES, MAX_PIXELS, Prepared, Split, prepare
 
 from cxr.architectures import Architecture, resolve_architectures
 from cxr.fitting import epoch_order
+from cxr.heads import TrainSettings, seeded_head
 from cxr.images import load_image
 from cxr.models import (
     build_base,
@@ -53,7 +54,7 @@ from cxr.models import (
 )
 from cxr.runtime import configure_tensorflow
 from cxr.shards import resize_square
-from cxr.training import TrainSettings, seeded_head, train
+from cxr.training import train
 
 # epoch_order is imported from cxr.fitting, not copied, so that the two paths
 # cannot drift apart: the comparison of weights needs the exact same batches.

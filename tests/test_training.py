@@ -33,7 +33,7 @@ def shard_dataset(n: int, seed: int, size: int = SIZE):
 
 
 def settings(**changes):
-    from cxr.training import TrainSettings
+    from cxr.heads import TrainSettings
 
     values = {"epochs": 4, "batch_size": 4, "dense_units": 8, "dropout": 0.5, "seed": 3}
     return TrainSettings(**{**values, **changes})

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import keras
 import numpy as np
@@ -28,10 +28,7 @@ import pandas as pd
 import tensorflow as tf
 
 from cxr.io import atomic_open, atomic_path, read_json, write_csv, write_json
-from cxr.models import all_layers, save_model
-
-if TYPE_CHECKING:
-    from cxr.training import TrainSettings
+from cxr.models import save_model
 
 logger = logging.getLogger(__name__)
 
@@ -222,30 +219,6 @@ def _fit_stages(
     return state, start
 
 
-def _unfreeze_top(base: keras.Model, count: int) -> None:
-    """Unfreeze the top `count` layers of the base; BatchNorm layers stay frozen."""
-    base.trainable = True
-    for layer in base.layers[:-count]:
-        layer.trainable = False
-    for layer in all_layers(base):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.trainable = False
-
-
-def plan_stages(settings: TrainSettings, base: keras.Model | None) -> list[Stage]:
-    """The head's stage, then, with fine-tuning, the stage that unfreezes the top of `base`."""
-    stages = [Stage(settings.epochs, settings.learning_rate)]
-    if settings.fine_tune:
-        stages.append(
-            Stage(
-                settings.epochs + settings.fine_tune_epochs,
-                settings.fine_tune_learning_rate,
-                lambda: _unfreeze_top(base, settings.fine_tune_layers),
-            )
-        )
-    return stages
-
-
 def fit_and_save(
     model: keras.Model,
     saved: keras.Model,
@@ -253,7 +226,8 @@ def fit_and_save(
     batches: tuple[Callable, Callable, tuple[int, ...]],
     y_train: np.ndarray,
     y_val: np.ndarray,
-    settings: TrainSettings,
+    batch_size: int,
+    seed: int,
     stages: list[Stage],
     out_dir: Path,
     fingerprint: str,
@@ -261,10 +235,11 @@ def fit_and_save(
 ) -> tuple[dict, int, float]:
     """Fit `model` (resumable from out_dir/backup), then write history.csv and `saved` as
     model.keras (last epoch) and best.keras (lowest validation loss). `batches`: make_x(index,
-    epoch, batch number) for training and for validation, and the shape of x. Returns the
+    epoch, batch number) for training and for validation, and the shape of x; the training
+    batches come in the order epoch_order(seed) gives. Returns the
     final state, the epoch resumed from (0: a fresh run) and the seconds the fit took."""
     make_x, make_val, x_shape = batches
-    bs, seed = settings.batch_size, settings.seed
+    bs = batch_size
     backup = out_dir / "backup"
 
     def train_batches(first: int, end: int) -> tf.data.Dataset:

@@ -9,19 +9,24 @@ per run was almost all start-up. Each run still writes its own files, at the pat
 declare, exactly as a process of its own would (the Keras session is cleared and the run's seed
 set before each head is built).
 
-Read top to bottom: the job (plan -> rows -> fit -> predict -> files), then its steps.
+Read top to bottom: the job (plan -> rows -> fit -> predict -> files), then its steps: the
+stored features, one run, the head's settings, the head and its fit (cxr.fitting holds the
+resumable epoch loop both routes share), the images route (cxr.training), the predictions.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from cxr.errors import DataError
+from cxr.errors import ConfigError, DataError
 from cxr.io import read_json, read_table, sha256_file, write_csv, write_json
 from cxr.jobs import architecture, runtime_record
 
@@ -160,8 +165,6 @@ def train_run(
 ) -> dict:
     """Fit one run: the head on stored features, or the whole model on images when its
     protocol augments or fine-tunes. Writes model.keras, best.keras and history.csv."""
-    from cxr.training import TrainSettings, train_on_features
-
     training, run = plan["training"], plan["run"]
     settings = TrainSettings.from_config(training, run["seed"])
     out_dir = Path(files["model"]).parent
@@ -232,6 +235,151 @@ def _train_on_images(plan, settings, train_rows, val_rows, inputs, out_dir) -> d
         strategy="full-model",
         base=keras.models.load_model(inputs["base"], compile=False),
     )
+
+
+# --------------------------------------------------------------------------- the head's settings
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Training hyper-parameters (config's `training` section). Epochs count from 1."""
+
+    epochs: int = 25
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    dropout: float = 0.5
+    dense_units: int = 64
+    pool_size: int = 4
+    seed: int = 0
+    augmentation: bool | None = None  # None (unset) = off
+    fine_tune_layers: int = 0  # 0 = no fine-tuning stage
+    fine_tune_epochs: int = 0
+    fine_tune_learning_rate: float = 1e-5
+    mixed_precision: bool = False
+
+    def __post_init__(self) -> None:
+        positive = ("epochs", "batch_size", "dense_units", "pool_size", "learning_rate")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"train.{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("fine_tune_layers", "fine_tune_epochs"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)!r}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"train.dropout must be in [0, 1), got {self.dropout!r}")
+        if self.fine_tune and not self.fine_tune_learning_rate > 0:
+            raise ConfigError("train.fine_tune_learning_rate must be > 0")
+
+    @classmethod
+    def from_config(cls, training: dict, seed: int) -> TrainSettings:
+        """The settings of config's `training` section (schema defaults filled in) for a run
+        seeded `seed`; fine_tune.epochs counts only when fine_tune.layers is set."""
+        fine_tune = training["fine_tune"]
+        return cls(
+            epochs=training["epochs"],
+            batch_size=training["batch_size"],
+            learning_rate=training["learning_rate"],
+            dropout=training["dropout"],
+            dense_units=training["dense_units"],
+            pool_size=training["pool_size"],
+            seed=seed,
+            augmentation=training["augmentation"],
+            fine_tune_layers=fine_tune["layers"],
+            fine_tune_epochs=fine_tune["epochs"] if fine_tune["layers"] else 0,
+            fine_tune_learning_rate=fine_tune["learning_rate"],
+            mixed_precision=training["mixed_precision"],
+        )
+
+    @property
+    def fine_tune(self) -> bool:
+        return self.fine_tune_layers > 0 and self.fine_tune_epochs > 0
+
+
+# --------------------------------------------------------------------------- the head and its fit
+
+
+def seeded_head(feature_shape: tuple, settings: TrainSettings):
+    """The article's head, built right after `keras.utils.set_random_seed(settings.seed)`, so
+    its initial weights and Dropout stream never depend on what consumed randomness before
+    (the cached-feature equivalence needs this; docs/facts.md). A keras.Model."""
+    import keras
+
+    from cxr.models import build_head
+
+    keras.utils.set_random_seed(settings.seed)
+    return build_head(
+        feature_shape,
+        pool_size=settings.pool_size,
+        dense_units=settings.dense_units,
+        dropout=settings.dropout,
+    )
+
+
+def train_on_features(
+    train: tuple[np.ndarray, np.ndarray, list[str]],
+    val: tuple[np.ndarray, np.ndarray, list[str]],
+    settings: TrainSettings,
+    *,
+    out_dir: Path,
+    provenance: dict[str, Any],
+    callbacks: list | None = None,
+) -> dict[str, Any]:
+    """Fit the article's head on stored base features ((features, labels, ids) per split);
+    write the head as model.keras / best.keras and history.csv to `out_dir`.
+
+    The head on the shared frozen base is the whole classifier (cxr.models.build_classifier
+    joins them), and fitting it on features gives the same weights as fitting base + head on
+    the images (docs/facts.md). `provenance` (base file, architecture, ...) enters the resume
+    fingerprint, so a run never resumes over another base."""
+    from cxr.fitting import Stage, fit_and_save, fit_facts, run_fingerprint
+    from cxr.runtime import dtype_policy, list_devices
+
+    if settings.augmentation or settings.fine_tune:
+        raise ConfigError("stored features need a frozen base without augmentation")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (f_train, y_train, train_ids), (f_val, y_val, val_ids) = train, val
+    for what, labels in (("training", y_train), ("validation", y_val)):
+        if len(labels) == 0:
+            raise DataError(f"the {what} set is empty: check the protocol's split")
+    fingerprint = run_fingerprint(
+        settings=dataclasses.asdict(settings),
+        provenance=provenance,
+        path="stored-features",
+        train=train_ids,
+        val=val_ids,
+    )
+    log.info(
+        "head on stored features %s: %d training / %d validation images",
+        f_train.shape[1:],
+        len(y_train),
+        len(y_val),
+    )
+    with dtype_policy(settings.mixed_precision):
+        head = seeded_head(f_train.shape[1:], settings)
+        batches = ((lambda i, e, b: f_train[i]), (lambda i, e, b: f_val[i]), f_train.shape[1:])
+        state, resumed_from, seconds_fit = fit_and_save(
+            head,
+            head,
+            batches=batches,
+            y_train=y_train,
+            y_val=y_val,
+            batch_size=settings.batch_size,
+            seed=settings.seed,
+            stages=[Stage(settings.epochs, settings.learning_rate)],
+            out_dir=out_dir,
+            fingerprint=fingerprint,
+            callbacks=callbacks,
+        )
+    return {
+        "path": "stored-features",
+        "n_train": len(y_train),
+        "n_val": len(y_val),
+        **fit_facts(state, resumed_from, settings.epochs),
+        "seconds_fit": round(seconds_fit, 3),
+        "mixed_precision": settings.mixed_precision,
+        "devices": list_devices(),
+    }
 
 
 # --------------------------------------------------------------------------- predictions

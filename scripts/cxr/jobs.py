@@ -169,9 +169,10 @@ def border_probe_job(*, inputs: dict, outputs: dict, params: dict, threads: int)
 
     from cxr import plots
     from cxr.audit import grouped_cv_probabilities, probe_result
+    from cxr.heads import TrainSettings, seeded_head
     from cxr.models import preprocess
     from cxr.shards import load_images
-    from cxr.training import TrainSettings, prepare_base, seeded_head
+    from cxr.training import prepare_base
 
     runtime_record(threads)
     training, audit = params["training"], params["audit"]

@@ -1,7 +1,7 @@
-"""Training strategies for one architecture: the frozen base every run shares (prepare_base),
-the article's head after a fixed seed (seeded_head), fitted on stored base features
-(train_on_features) or on images (train: on features the base gives once when nothing changes
-its input or weights, else the whole model).
+"""Models on images for one architecture: the frozen base every run shares (prepare_base), its
+features (base_features), and base + head fitted on the images (train: the route of
+augmentation and fine-tuning, or on features the base gives once when nothing changes its input
+or weights). The head, its settings and its fit on stored features are cxr.heads.
 
 How a fit resumes and what it writes is cxr.fitting; TensorFlow's setup is cxr.runtime.
 TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, at import, and this module imports it: the entry
@@ -15,7 +15,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +24,12 @@ import tensorflow as tf
 
 from cxr.architectures import Architecture, check_image_size
 from cxr.errors import ConfigError, DataError
-from cxr.fitting import fit_and_save, fit_facts, plan_stages, run_fingerprint
+from cxr.fitting import Stage, fit_and_save, fit_facts, run_fingerprint
+from cxr.heads import TrainSettings, seeded_head
 from cxr.models import (
+    all_layers,
     build_base,
     build_classifier,
-    build_head,
     preprocess,
     recalibrate_batchnorm,
     to_rgb,
@@ -105,64 +105,6 @@ def _rotate(rgb: tf.Tensor, rng: np.random.Generator) -> tf.Tensor:
     return keras.ops.image.affine_transform(rgb, transform, fill_mode="nearest")
 
 
-# --------------------------------------------------------------------------- settings
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Training hyper-parameters (config's `training` section). Epochs count from 1."""
-
-    epochs: int = 25
-    batch_size: int = 8
-    learning_rate: float = 1e-3
-    dropout: float = 0.5
-    dense_units: int = 64
-    pool_size: int = 4
-    seed: int = 0
-    augmentation: bool | None = None  # None (unset) = off
-    fine_tune_layers: int = 0  # 0 = no fine-tuning stage
-    fine_tune_epochs: int = 0
-    fine_tune_learning_rate: float = 1e-5
-    mixed_precision: bool = False
-
-    def __post_init__(self) -> None:
-        positive = ("epochs", "batch_size", "dense_units", "pool_size", "learning_rate")
-        for name in positive:
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"train.{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("fine_tune_layers", "fine_tune_epochs"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)!r}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"train.dropout must be in [0, 1), got {self.dropout!r}")
-        if self.fine_tune and not self.fine_tune_learning_rate > 0:
-            raise ConfigError("train.fine_tune_learning_rate must be > 0")
-
-    @classmethod
-    def from_config(cls, training: dict, seed: int) -> TrainSettings:
-        """The settings of config's `training` section (schema defaults filled in) for a run
-        seeded `seed`; fine_tune.epochs counts only when fine_tune.layers is set."""
-        fine_tune = training["fine_tune"]
-        return cls(
-            epochs=training["epochs"],
-            batch_size=training["batch_size"],
-            learning_rate=training["learning_rate"],
-            dropout=training["dropout"],
-            dense_units=training["dense_units"],
-            pool_size=training["pool_size"],
-            seed=seed,
-            augmentation=training["augmentation"],
-            fine_tune_layers=fine_tune["layers"],
-            fine_tune_epochs=fine_tune["epochs"] if fine_tune["layers"] else 0,
-            fine_tune_learning_rate=fine_tune["learning_rate"],
-            mixed_precision=training["mixed_precision"],
-        )
-
-    @property
-    def fine_tune(self) -> bool:
-        return self.fine_tune_layers > 0 and self.fine_tune_epochs > 0
-
-
 # --------------------------------------------------------------------------- strategies
 
 
@@ -204,17 +146,28 @@ def _batch_makers(
     return make_x, make_val, (image_size, image_size, 3)
 
 
-def seeded_head(feature_shape: tuple, settings: TrainSettings) -> keras.Model:
-    """The article's head, built right after `keras.utils.set_random_seed(settings.seed)`, so
-    its initial weights and Dropout stream never depend on what consumed randomness before
-    (the cached-feature equivalence needs this; docs/facts.md)."""
-    keras.utils.set_random_seed(settings.seed)
-    return build_head(
-        feature_shape,
-        pool_size=settings.pool_size,
-        dense_units=settings.dense_units,
-        dropout=settings.dropout,
-    )
+def _unfreeze_top(base: keras.Model, count: int) -> None:
+    """Unfreeze the top `count` layers of the base; BatchNorm layers stay frozen."""
+    base.trainable = True
+    for layer in base.layers[:-count]:
+        layer.trainable = False
+    for layer in all_layers(base):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+
+
+def plan_stages(settings: TrainSettings, base: keras.Model | None) -> list[Stage]:
+    """The head's stage, then, with fine-tuning, the stage that unfreezes the top of `base`."""
+    stages = [Stage(settings.epochs, settings.learning_rate)]
+    if settings.fine_tune:
+        stages.append(
+            Stage(
+                settings.epochs + settings.fine_tune_epochs,
+                settings.fine_tune_learning_rate,
+                lambda: _unfreeze_top(base, settings.fine_tune_layers),
+            )
+        )
+    return stages
 
 
 def prepare_base(
@@ -237,69 +190,6 @@ def prepare_base(
     chunks = np.array_split(images, max(1, math.ceil(len(images) / batch_size)))
     batches = (preprocess(arch, chunk, image_size) for chunk in chunks)
     return base, recalibrate_batchnorm(base, batches, batch_size)
-
-
-def train_on_features(
-    train: tuple[np.ndarray, np.ndarray, list[str]],
-    val: tuple[np.ndarray, np.ndarray, list[str]],
-    settings: TrainSettings,
-    *,
-    out_dir: Path,
-    provenance: dict[str, Any],
-    callbacks: list | None = None,
-) -> dict[str, Any]:
-    """Fit the article's head on stored base features ((features, labels, ids) per split);
-    write the head as model.keras / best.keras and history.csv to `out_dir`.
-
-    The head on the shared frozen base is the whole classifier (cxr.models.build_classifier
-    joins them), and fitting it on features gives the same weights as fitting base + head on
-    the images (docs/facts.md). `provenance` (base file, architecture, ...) enters the resume
-    fingerprint, so a run never resumes over another base."""
-    if settings.augmentation or settings.fine_tune:
-        raise ConfigError("stored features need a frozen base without augmentation")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (f_train, y_train, train_ids), (f_val, y_val, val_ids) = train, val
-    for what, labels in (("training", y_train), ("validation", y_val)):
-        if len(labels) == 0:
-            raise DataError(f"the {what} set is empty: check the protocol's split")
-    fingerprint = run_fingerprint(
-        settings=dataclasses.asdict(settings),
-        provenance=provenance,
-        path="stored-features",
-        train=train_ids,
-        val=val_ids,
-    )
-    logger.info(
-        "head on stored features %s: %d training / %d validation images",
-        f_train.shape[1:],
-        len(y_train),
-        len(y_val),
-    )
-    with dtype_policy(settings.mixed_precision):
-        head = seeded_head(f_train.shape[1:], settings)
-        batches = ((lambda i, e, b: f_train[i]), (lambda i, e, b: f_val[i]), f_train.shape[1:])
-        state, resumed_from, seconds_fit = fit_and_save(
-            head,
-            head,
-            batches=batches,
-            y_train=y_train,
-            y_val=y_val,
-            settings=settings,
-            stages=plan_stages(settings, None),
-            out_dir=out_dir,
-            fingerprint=fingerprint,
-            callbacks=callbacks,
-        )
-    return {
-        "path": "stored-features",
-        "n_train": len(y_train),
-        "n_val": len(y_val),
-        **fit_facts(state, resumed_from, settings.epochs),
-        "seconds_fit": round(seconds_fit, 3),
-        "mixed_precision": settings.mixed_precision,
-        "devices": list_devices(),
-    }
 
 
 def train(
@@ -382,7 +272,8 @@ def train(
             batches=batches,
             y_train=y_train,
             y_val=y_val,
-            settings=settings,
+            batch_size=settings.batch_size,
+            seed=settings.seed,
             stages=stages,
             out_dir=out_dir,
             fingerprint=fingerprint,

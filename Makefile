@@ -60,14 +60,15 @@ BASELINE_FLAGS = $(if $(BASELINE),--baseline $(BASELINE))
 # The article's images, as benchmarks/common.py's SHARED_DATA finds them.
 ARTICLE_DATA = ../shared/data
 
+# README's command: --cores $(CORES) (4), two TensorFlow jobs of 2 threads side by side on 2 cores.
 bench-workflow:
-	$(PYTHON) benchmarks/bench_workflow.py --cores $(BENCH_CORES) $(BASELINE_FLAGS) $(WORKFLOW_FLAGS)
+	$(PYTHON) benchmarks/bench_workflow.py --cores $(CORES) $(BASELINE_FLAGS) $(WORKFLOW_FLAGS)
 
 # The end-to-end run (and its forward-pass figures) on the article's own images, article sizes;
 # skipped where ../shared/data is missing.
 bench-workflow-article:
 	@if [ -d $(ARTICLE_DATA) ]; then \
-		set -x; $(PYTHON) benchmarks/bench_workflow.py --cores $(BENCH_CORES) --dataset article_local \
+		set -x; $(PYTHON) benchmarks/bench_workflow.py --cores $(CORES) --dataset article_local \
 			--article-sizes $(BASELINE_FLAGS); \
 	else \
 		echo "bench-workflow-article: $(ARTICLE_DATA) (the article's images) is missing: skipped"; \

@@ -10,9 +10,10 @@ checksums, so moving a template's mtime without editing it reruns nothing). Step
 3. a CSS comment is appended to it: `-n`, then the rerun, timed (target: seconds, no training
    job);
 4. one architecture is added to `training.architectures` (extra config file): `-n` (target:
-   extract_features for it and its train_model and evaluate_model jobs of every run of every
-   protocol, plus what reads every architecture: each protocol's summarise_evaluations, the
-   learning-curve plots, compare_protocols and render_report; nothing of the other
+   extract_features for it, its train_models and evaluate_models jobs (one each: every run of
+   every protocol), its saliency maps, plus what reads every architecture: each protocol's
+   summarise_evaluations, the learning-curve plots, compare_protocols and render_report;
+   nothing of the other
    architectures, no border probe), then the run, timed. The planned jobs per rule are
    compared with those counts, computed from the protocols of the config.
 """
@@ -38,7 +39,7 @@ from common import (
 
 from cxr.protocols import protocols_to_run
 
-TRAINING_RULES = ("extract_features", "train_model", "evaluate_model", "probe_borders")
+TRAINING_RULES = ("extract_features", "train_models", "evaluate_models", "probe_borders")
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "scripts", "report", "envs")
 
 
@@ -79,11 +80,21 @@ def names(jobs: list[dict]) -> list[str]:
 def expected_after_adding(config: dict) -> dict[str, int]:
     """Jobs per rule that adding one architecture should plan, from the config's protocols."""
     protocols = protocols_to_run(config)
-    runs = sum(len(p.runs()) for p in protocols.values())
+    saliency = config["saliency"]
     expected = {
         "extract_features": 1,
-        "train_model": runs,
-        "evaluate_model": runs,
+        # One job each fits, or evaluates, every run of every protocol of the architecture.
+        "train_models": 1,
+        "evaluate_models": 1,
+        "explain_model": (
+            (
+                len(protocols[config["protocols"]["primary"]].runs())
+                if saliency["runs"] == "all"
+                else 1
+            )
+            if saliency["enabled"]
+            else 0
+        ),  # fmt: skip
         "summarise_evaluations": len(protocols),
         "plot_learning_curve": sum(p.train_fractions is not None for p in protocols.values()),
         "compare_protocols": 1,

@@ -66,6 +66,10 @@ SHARDS = "results/shards"
 SHARD_FILES = [f"{SHARDS}/{name}" for name in shard_names(config["shards"]["count"])]
 FEATURES = "results/features/{arch}"
 SPLITS = "results/{protocol}/splits"
+# Repeated splits of a protocol (protocols.<name>.repeats): their splits, and per architecture
+# the test predictions of each repeat's head.
+REPEATS = "results/{protocol}/repeats"
+REPEATS_SUMMARY = "results/protocols/repeats"
 MODEL = "results/{protocol}/models/{arch}/{run}"
 EVAL = "results/{protocol}/eval/{arch}/{run}"
 EVAL_SUMMARY = "results/{protocol}/eval/summary.json"
@@ -197,6 +201,34 @@ def architecture_runs(pattern):
     ]
 
 
+def split_marks(wildcards):
+    """What a protocol that drops marked images removes; None when it keeps them."""
+    if not PROTOCOLS[wildcards.protocol].exclude_marks:
+        return None
+    return {k: config["marks"][k] for k in ("min_area", "ids")}
+
+
+# The protocols with repeated splits, in PROTOCOLS order.
+REPEATED = [name for name, protocol in PROTOCOLS.items() if protocol.repeats]
+
+
+def repeat_plan(wildcards):
+    """What train_models fits for each repeated protocol (REPEATED order): the training seed
+    and settings every repeat's head uses."""
+    return [
+        {
+            "protocol": name,
+            "run": {
+                "name": PROTOCOLS[name].repeat_run.name,
+                "seed": PROTOCOLS[name].repeat_run.seed,
+                "train_fraction": None,
+            },
+            "training": job_training(wildcards.arch, name),
+        }
+        for name in REPEATED
+    ]
+
+
 def run_plan(wildcards):
     """What each run of architecture_runs' order is: its protocol, seed, share of training
     patients, and training settings (a protocol may set its own head settings)."""
@@ -279,6 +311,7 @@ def protocol_facts(protocol):
         "description": protocol.description,
         "seeds": list(protocol.seeds),
         "train_fractions": list(protocol.train_fractions or []),
+        "repeats": protocol.repeats,
         "training": protocol.training,
         "runs": len(protocol.runs()),
     }
@@ -318,6 +351,7 @@ def final_outputs():
             for p in learning_curve_protocols()
         ),
         COMPARISON,
+        *([f"{REPEATS_SUMMARY}.json"] if REPEATED else []),
         f"{GENERALISATION}.json",
         f"{AUDIT}/leakage.json",
         REPORT,

@@ -97,13 +97,29 @@ rule split_protocol:
         "../envs/data.yaml"
     params:
         split=lambda wildcards: PROTOCOLS[wildcards.protocol].split_settings(),
-        marks=lambda wildcards: (
-            {k: config["marks"][k] for k in ("min_area", "ids")}
-            if PROTOCOLS[wildcards.protocol].exclude_marks
-            else None
-        ),
+        marks=split_marks,
     script:
         "../scripts/split_protocol.py"
+
+
+# A protocol's repeated splits (protocols.<name>.repeats), in one table: repeat k is the
+# protocol's split rule with split seed split_seed + k.
+rule split_repeats:
+    input:
+        images=f"{CURATED}/images.csv",
+    output:
+        splits=f"{REPEATS}/splits.csv",
+        summary=f"{REPEATS}/summary.json",
+    log:
+        "logs/split_repeats/{protocol}.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        split=lambda wildcards: PROTOCOLS[wildcards.protocol].split_settings(),
+        marks=split_marks,
+        seeds=lambda wildcards: PROTOCOLS[wildcards.protocol].repeat_seeds(),
+    script:
+        "../scripts/split_repeats.py"
 
 
 rule write_shards:

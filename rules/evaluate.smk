@@ -125,3 +125,41 @@ rule assess_generalisation:
         seed=config["seed"],
     script:
         "../scripts/assess_generalisation.py"
+
+
+# The article's optimism over the repeated splits (protocols.<name>.repeats): per repeat the
+# test metrics, and the paired differences article - primary with their corrected interval.
+rule assess_repeats:
+    input:
+        # In the order of params.predictions.
+        predictions=[
+            f"{REPEATS.format(protocol=p)}/{arch}.predictions.csv"
+            for p in REPEATED
+            for arch in ARCHITECTURES
+        ],
+        summaries=[f"{REPEATS.format(protocol=p)}/summary.json" for p in REPEATED],
+    output:
+        summary=f"{REPEATS_SUMMARY}.json",
+        table=f"{REPEATS_SUMMARY}.csv",
+        plot=report(
+            f"{REPEATS_SUMMARY}.png",
+            caption="../report/captions/repeats.rst",
+            category="Summaries",
+            labels={"content": "optimism over repeated splits"},
+        ),
+    log:
+        "logs/assess_repeats.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        predictions=[
+            {"protocol": p, "architecture": arch}
+            for p in REPEATED
+            for arch in ARCHITECTURES
+        ],
+        repeats={p: PROTOCOLS[p].repeats for p in REPEATED},
+        article="article",
+        primary=PRIMARY,
+        threshold=config["evaluation"]["threshold"],
+    script:
+        "../scripts/assess_repeats.py"

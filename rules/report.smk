@@ -30,6 +30,7 @@ rule render_report:
             for p in learning_curve_protocols()
         ],
         comparison=COMPARISON,
+        repeats=[f"{REPEATS_SUMMARY}.{kind}" for kind in ("json", "png") if REPEATED],
         generalisation=f"{GENERALISATION}.json",
         generalisation_plot=f"{GENERALISATION}.png",
         audit=f"{AUDIT}/leakage.json",

@@ -54,6 +54,8 @@ rule train_models:
         shards=SHARD_FILES,
         # In the order of params.protocols.
         splits=[f"{SPLITS.format(protocol=p)}/splits.csv" for p in PROTOCOLS],
+        # In the order of params.repeats (REPEATED).
+        repeat_splits=[f"{REPEATS.format(protocol=p)}/splits.csv" for p in REPEATED],
     output:
         # One list per kind of file, in the order of params.runs (architecture_runs).
         model=architecture_runs(f"{MODEL}/model.keras"),
@@ -61,6 +63,9 @@ rule train_models:
         history=architecture_runs(f"{MODEL}/history.csv"),
         summary=architecture_runs(f"{MODEL}/summary.json"),
         predictions=architecture_runs(f"{EVAL}.predictions.csv"),
+        repeat_predictions=[
+            f"{REPEATS.format(protocol=p)}/{{arch}}.predictions.csv" for p in REPEATED
+        ],
     log:
         "logs/train_models/{arch}.log",
     benchmark:
@@ -76,6 +81,7 @@ rule train_models:
         architecture="{arch}",
         protocols=list(PROTOCOLS),
         runs=run_plan,
+        repeats=repeat_plan,
         checkpoint=config["evaluation"]["checkpoint"],
         onednn=config["training"]["onednn"],
     script:

@@ -75,3 +75,18 @@ def test_a_gpu_machine_keeps_tensorflows_log(monkeypatch, machine):
     environ: dict[str, str] = {}
     assert not quiet_tensorflow_on_cpu(environ)
     assert "TF_CPP_MIN_LOG_LEVEL" not in environ
+
+
+@pytest.mark.slow  # plans the workflow with Snakemake
+def test_tensorflow_jobs_take_no_gpu_where_none_is_visible(tmp_path, monkeypatch):
+    """With no GPU visible, the TensorFlow jobs ask for no `gpu`, so profiles/default's one-GPU
+    limit does not make them wait for each other: they run side by side up to --cores."""
+    from scratch import snakemake
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # hides any GPU of the machine running this
+    run = snakemake("-n", "--forceall", workdir=tmp_path)
+    rules = ("extract_features", "train_models", "explain_model", "probe_borders")
+    tf_jobs = [b for b in run.stdout.split("\n\n") if any(f"rule {r}:" in b for r in rules)]
+    assert len(tf_jobs) >= 4
+    for block in tf_jobs:
+        assert "gpu=0" in block, block

@@ -207,3 +207,33 @@ def test_learning_curve_run_trains_on_its_subset(stage):
     assert summary["n_train"] == len(subset)
     assert summary["n_train_patients"] == subset["patient"].nunique()
     assert summary["train_fraction"] == 0.5
+
+
+@pytest.mark.parametrize("checkpoint", ["final", "best"])
+def test_the_first_repeat_is_the_protocols_own_split_and_run(stage, checkpoint):
+    """Repeat 0 of a protocol's repeated splits is its own split, and its head, fitted in
+    memory, predicts what the protocol's first run (fitted with checkpoints on disk) does."""
+    from cxr.heads import StoredFeatures, predict_repeats
+    from cxr.io import read_table
+    from cxr.split import repeated_splits
+
+    settings = {"protocol": "patient", "method": "patient", "fractions": FRACTIONS, "seed": 1}
+    table, _ = repeated_splits(stage["images"], settings, None, [1, 2])
+    run = {"name": "seed0", "seed": 0, "train_fraction": None}
+    features = StoredFeatures.load(stage["features"]["features"], stage["features"]["table"])
+    plan = {"protocol": "patient", "run": run, "training": TRAINING}
+    repeats = predict_repeats(plan, table, features, checkpoint)
+    assert sorted(repeats["repeat"].unique()) == [0, 1]
+    alone = _train(stage, [run], f"own-{checkpoint}", checkpoint=checkpoint)[0]
+    own = read_table(alone["predictions"])
+    own = own[own["split"] == "test"].reset_index(drop=True)
+    first = repeats[repeats["repeat"] == 0].reset_index(drop=True)
+    assert list(first["id"]) == list(own["id"])
+    assert np.array_equal(first["probability"].to_numpy(), own["probability"].to_numpy())
+    second = repeats[repeats["repeat"] == 1].reset_index(drop=True)
+    assert set(second["id"]) != set(first["id"])  # another split, another test set
+    # The head is reset between repeats: split seed 2 fitted second equals it fitted alone.
+    alone_table, _ = repeated_splits(stage["images"], {**settings, "seed": 2}, None, [2])
+    alone = predict_repeats(plan, alone_table, features, checkpoint)
+    assert list(alone["id"]) == list(second["id"])
+    assert np.array_equal(alone["probability"].to_numpy(), second["probability"].to_numpy())

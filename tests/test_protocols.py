@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -90,3 +91,51 @@ def test_reserved_names_are_refused(config):
 def test_head_settings_may_differ(config):
     config["protocols"]["article"]["training"] = {"epochs": 3}
     assert protocols_to_run(config)["article"].training == {"epochs": 3}
+
+
+def test_repeats_seed_the_splits_from_the_protocols_own(config):
+    config["protocols"]["patient"]["repeats"] = 3
+    config["protocols"]["article"]["repeats"] = 3
+    protocols = protocols_to_run(config)
+    patient, article = protocols["patient"], protocols["article"]
+    # Repeat 0 is the protocol's own split; both protocols pair up repeat by repeat.
+    assert patient.repeat_seeds() == [config["seed"], config["seed"] + 1, config["seed"] + 2]
+    assert article.repeat_seeds() == patient.repeat_seeds()
+    assert patient.repeat_run.seed == patient.seeds[0]
+    assert protocols["no_marks"].repeats == 0 and protocols["no_marks"].repeat_seeds() == []
+
+
+def test_repeats_and_a_learning_curve_do_not_combine(config):
+    config["protocols"]["learning_curve"]["repeats"] = 5
+    with pytest.raises(ConfigError, match="protocols.learning_curve: repeats and train_fract"):
+        protocols_to_run(config)
+
+
+def test_repeated_splits_are_the_protocols_split_with_each_seed():
+    from cxr.split import repeated_splits, split_protocol
+
+    images = pd.DataFrame(
+        {
+            "id": [f"i{k}" for k in range(60)],
+            "patient": [f"p{k // 2}" for k in range(60)],
+            "label": ["covid" if k % 4 < 2 else "normal" for k in range(60)],
+            "y": [1 if k % 4 < 2 else 0 for k in range(60)],
+            "source": "s",
+            "role": "train",
+        }
+    )
+    settings = {"protocol": "patient", "method": "patient", "seed": 7,
+                "fractions": {"train": 0.7, "val": 0.1, "test": 0.2}}  # fmt: skip
+    table, summary = repeated_splits(images, settings, None, [7, 8, 9])
+    assert [r["split_seed"] for r in summary["repeats"]] == [7, 8, 9]
+    assert len(table) == 3 * len(images)  # every image in every repeat
+    own = split_protocol(images, settings, None)[0]
+    first = table[table["repeat"] == 0].drop(columns=["repeat", "split_seed"])
+    assert first.reset_index(drop=True).equals(own.reset_index(drop=True))
+    tests = [
+        set(table[(table["repeat"] == k) & (table["split"] == "test")]["id"]) for k in range(3)
+    ]
+    assert tests[0] != tests[1] and tests[1] != tests[2]  # other draws, other test sets
+    for k in range(3):  # patient-disjoint in every repeat
+        part = table[table["repeat"] == k]
+        assert part.groupby("patient")["split"].nunique().max() == 1

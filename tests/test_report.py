@@ -24,6 +24,7 @@ from cxr.errors import DataError
 from cxr.evaluate import evaluate_predictions, summarise
 from cxr.generalisation import generalisation
 from cxr.io import read_json, write_csv, write_json
+from cxr.repeats import optimism_over_repeats
 from cxr.report.figures import png_file_uri
 from cxr.report.training import load_runs
 from cxr.split import image_level_counterfactual, split_patients, split_protocol
@@ -255,6 +256,25 @@ def _protocol_results(out, images, splits, patient_evals, paths) -> dict:
         "protocol_removed": [],
     }
     write_json(extra["comparison"], comparison)
+    # Repeated splits: made-up per-repeat metrics whose optimism is known (article + 0.20 on
+    # every repeat for MobileNet: "optimistic"; noise around 0 for DenseNet121: "cannot tell").
+    per_repeat = {"article": {}, "patient": {}}
+    base = [0.6, 0.65, 0.7, 0.55, 0.6, 0.62]
+    shifts = {"MobileNet": [0.2] * 6, "DenseNet121": [0.1, -0.1, 0.05, -0.05, 0.0, 0.02]}
+    for arch, shift in shifts.items():
+        article = [b + d for b, d in zip(base, shift, strict=True)]
+        for name, values in (("patient", base), ("article", article)):
+            per_repeat[name][arch] = pd.DataFrame(
+                {"repeat": range(6), "n_test": 20, "n_test_patients": 15,
+                 **{m: values for m in ("accuracy", "sensitivity", "specificity", "roc_auc")}}
+            )  # fmt: skip
+    counts = {p: [{"counts": {"test": {"images": 20}, "train": {"images": 70}}}] * 6
+              for p in ("article", "patient")}  # fmt: skip
+    repeated = optimism_over_repeats(per_repeat, counts, article="article", primary="patient")
+    repeated["repeats"] = {"article": 6, "patient": 6}
+    extra["repeats"] = [str(out / "protocols/repeats.json"), str(out / "protocols/repeats.png")]
+    write_json(extra["repeats"][0], repeated)
+    plots.repeated_optimism(repeated, extra["repeats"][1])
     for name in made:
         write_json(out / f"{name}/eval/summary.json", summaries[name])
         write_csv(out / f"{name}/splits/removed.csv", made[name][1])
@@ -571,6 +591,22 @@ def test_optimism_is_the_difference_of_the_two_columns(results):
                 assert diff["ci95"][0] <= diff["value"] <= diff["ci95"][1]
 
 
+def test_repeated_splits_show_the_optimism_as_a_distribution(page):
+    section = _text(_section(page, "reproduction"))
+    assert "Over repeated splits" in section and "6 paired repeats" in section
+    assert "corrected resampled t" in section and "Nadeau and Bengio" in section
+    # MobileNet: +20 points on every repeat, whatever the interval; DenseNet121: noise.
+    assert "+20 (+20 to +20) 100% optimistic" in section
+    assert "cannot tell" in section
+    assert 'alt="Paired differences article minus patient-disjoint' in page
+
+
+def test_conclusion_reads_the_repeated_splits(context):
+    text = " ".join(context["conclusion"])
+    assert "Over 6 repeated splits" in text and "MobileNet +20" in text
+    assert "For MobileNet the interval excludes 0" in text
+
+
 def test_learning_curve_section_lists_every_row(page):
     text = _section(page, "learning-curve")
     assert "0.71 ± 0.04" in text and "0.83 ± 0.02" in text  # ROC AUC mean ± SD per fraction
@@ -701,7 +737,7 @@ def test_results_and_reproduction_name_the_empty_external_source(troubled):
     row = {"arch": "MobileNet", "article_run": "seed0", "primary_run": "seed0", "external": [],
            "metrics": [metric]}  # fmt: skip
     reproduction = {"protocols": [], "primary": "patient", "labels": LABELS,
-                    "empty_sources": empty, "reproduction": {
+                    "empty_sources": empty, "repeated": None, "reproduction": {
                         "article_ran": True, "article_leakage": None, "primary": "patient",
                         "rows": [row]}}  # fmt: skip
     text = _text(_render("reproduction.html.j2", reproduction))

@@ -53,7 +53,7 @@ def quiet_tensorflow_on_cpu(environ: dict[str, str] | None = None) -> bool:
     below FATAL, where TensorFlow's CUDA build reports "failed call to cuInit" as an error
     (it looks for a GPU that is not there, and such lines read as failures in a job log).
     Where a GPU is visible, or the user set TF_CPP_MIN_LOG_LEVEL, nothing changes, so a GPU job
-    still logs what TensorFlow found. Returns whether it quietened."""
+    still logs what TensorFlow found (docs/facts.md). Returns whether it quietened."""
     environ = os.environ if environ is None else environ
     if "TF_CPP_MIN_LOG_LEVEL" in environ or visible_gpus(environ):
         return False

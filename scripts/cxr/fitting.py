@@ -219,6 +219,88 @@ def _fit_stages(
     return state, start
 
 
+def _datasets(batches, y_train, y_val, batch_size: int, seed: int):
+    """train_batches(first, end) for epochs [first, end), the validation batches, and the
+    training steps per epoch, from make_x, make_val and the x shape (`batches`)."""
+    make_x, make_val, x_shape = batches
+
+    def train_batches(first: int, end: int) -> tf.data.Dataset:
+        def orders():
+            return ((e, epoch_order(len(y_train), seed, e)) for e in range(first, end))
+
+        return _batch_dataset(make_x, y_train, orders, batch_size, x_shape)
+
+    def val_orders():
+        return iter([(0, np.arange(len(y_val)))])
+
+    val_batches = _batch_dataset(
+        make_val, y_val, val_orders, batch_size, x_shape, math.ceil(len(y_val) / batch_size)
+    )
+    return train_batches, val_batches, math.ceil(len(y_train) / batch_size)
+
+
+class _BestWeights(keras.callbacks.Callback):
+    """Keep, in memory, the weights of the epoch with the lowest validation loss (the first
+    epoch's, until one is lower), as _Checkpoint does on disk."""
+
+    def __init__(self):
+        super().__init__()
+        self.best_loss, self.weights = None, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = _finite((logs or {}).get("val_loss", float("nan")))
+        if self.weights is None or (
+            loss is not None and (self.best_loss is None or loss < self.best_loss)
+        ):
+            self.best_loss, self.weights = loss, self.model.get_weights()
+
+
+class InMemoryFit:
+    """The one-stage fit that fit_and_save makes (same compile, same batches in the same
+    order), with nothing written, made again and again on one model: for the repeated splits,
+    whose heads are evaluated and dropped. Every call starts from the state the model and its
+    optimizer had when this object was made (weights, Dropout's seed state, Adam's moments),
+    so a call gives what a fresh seeded head would, while Keras traces the training, validation
+    and prediction steps once for all calls instead of once per head (about 1 s each here)."""
+
+    def __init__(self, model: keras.Model, *, batch_size: int, seed: int, epochs: int,
+                 learning_rate: float):  # fmt: skip
+        self.model, self.batch_size, self.seed, self.epochs = model, batch_size, seed, epochs
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate), loss=_LOSS, metrics=["accuracy"]
+        )
+        model.optimizer.build(model.trainable_variables)
+        self._start = [v.numpy() for v in model.variables]
+        self._optimizer_start = [v.numpy() for v in model.optimizer.variables]
+
+    def __call__(
+        self,
+        batches: tuple[Callable, Callable, tuple[int, ...]],
+        y_train: np.ndarray,
+        y_val: np.ndarray,
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Fit from the starting state; return the final weights and the best epoch's."""
+        model = self.model
+        for variable, value in zip(model.variables, self._start, strict=True):
+            variable.assign(value)
+        for variable, value in zip(model.optimizer.variables, self._optimizer_start, strict=True):
+            variable.assign(value)
+        train_batches, val_batches, steps = _datasets(
+            batches, y_train, y_val, self.batch_size, self.seed
+        )
+        best = _BestWeights()
+        model.fit(
+            train_batches(0, self.epochs),
+            steps_per_epoch=steps,
+            epochs=self.epochs,
+            validation_data=val_batches,
+            shuffle=False,
+            callbacks=[best],
+            verbose=0,
+        )
+        return model.get_weights(), best.weights
+
+
 def fit_and_save(
     model: keras.Model,
     saved: keras.Model,
@@ -238,29 +320,15 @@ def fit_and_save(
     epoch, batch number) for training and for validation, and the shape of x; the training
     batches come in the order epoch_order(seed) gives. Returns the
     final state, the epoch resumed from (0: a fresh run) and the seconds the fit took."""
-    make_x, make_val, x_shape = batches
-    bs = batch_size
+    train_batches, val_batches, steps = _datasets(batches, y_train, y_val, batch_size, seed)
     backup = out_dir / "backup"
-
-    def train_batches(first: int, end: int) -> tf.data.Dataset:
-        def orders():
-            return ((e, epoch_order(len(y_train), seed, e)) for e in range(first, end))
-
-        return _batch_dataset(make_x, y_train, orders, bs, x_shape)
-
-    def val_orders():
-        return iter([(0, np.arange(len(y_val)))])
-
-    val_batches = _batch_dataset(
-        make_val, y_val, val_orders, bs, x_shape, math.ceil(len(y_val) / bs)
-    )
     started = time.perf_counter()
     state, resumed_from = _fit_stages(
         model,
         stages,
         train_batches,
         val_batches,
-        math.ceil(len(y_train) / bs),
+        steps,
         backup,
         fingerprint,
         list(callbacks or []),

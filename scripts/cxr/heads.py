@@ -7,7 +7,7 @@ One process for all of an architecture's runs, because a head on ~100 stored fea
 fits in well under a second while a TensorFlow process takes ~4 s to start and trace: one job
 per run was almost all start-up. Each run still writes its own files, at the paths the rules
 declare, exactly as a process of its own would (the Keras session is cleared and the run's seed
-set before each head is built).
+set before each head is built; docs/facts.md).
 
 Read top to bottom: the job (plan -> rows -> fit -> predict -> files), then its steps: the
 stored features, one run, the head's settings, the head and its fit (cxr.fitting holds the
@@ -98,6 +98,23 @@ def train_models_job(*, inputs: dict, outputs: dict, params: dict, threads: int)
         )
     seconds = time.perf_counter() - started
     log.info("%d runs of %s in %.1f s", len(runs), params["architecture"], seconds)
+    repeated = zip(
+        params.get("repeats") or [],
+        inputs.get("repeat_splits") or [],
+        outputs.get("repeat_predictions") or [],
+        strict=True,
+    )
+    for plan, splits_path, predictions_path in repeated:
+        started = time.perf_counter()
+        predictions = predict_repeats(plan, read_table(splits_path), features, params["checkpoint"])
+        write_csv(predictions_path, predictions)
+        log.info(
+            "%s: %d repeated splits of %s in %.1f s",
+            params["architecture"],
+            predictions["repeat"].nunique(),
+            plan["protocol"],
+            time.perf_counter() - started,
+        )
     return summaries
 
 
@@ -383,6 +400,68 @@ def train_on_features(
 
 
 # --------------------------------------------------------------------------- predictions
+
+
+REPEAT_COLUMNS = ["repeat", "split_seed", "id", "patient", "source", "label", "probability"]
+
+
+def predict_repeats(
+    plan: dict, table: pd.DataFrame, features: StoredFeatures, checkpoint: str
+) -> pd.DataFrame:
+    """For each repeated split of a protocol (`table`: split_repeats' rows, column `repeat`):
+    the head fitted on its training rows with the protocol's first training seed, kept in
+    memory (nothing written: fitting.InMemoryFit), and its P(disease) on the repeat's test
+    images. The head of repeat 0, whose split is the protocol's own, is the protocol's first
+    run, so its predictions are that run's (tests/test_jobs.py)."""
+    import keras
+
+    from cxr.fitting import InMemoryFit
+    from cxr.runtime import dtype_policy
+
+    training, run = plan["training"], plan["run"]
+    settings = TrainSettings.from_config(training, run["seed"])
+    if settings.augmentation or settings.fine_tune:
+        raise ConfigError(
+            f"protocols.{plan['protocol']}.repeats: repeated splits fit heads on stored "
+            "features, which augmentation and fine-tuning rule out; set repeats: 0"
+        )
+    rows, fit = [], None
+    with dtype_policy(settings.mixed_precision):
+        for repeat, splits in table.groupby("repeat", sort=True):
+            train_rows, val_rows = training_rows(splits, run)
+            (f_train, y_train, _), (f_val, y_val, _) = (
+                features.rows(train_rows, "training"),
+                features.rows(val_rows, "validation"),
+            )
+            for what, labels in (("training", y_train), ("validation", y_val)):
+                if len(labels) == 0:
+                    raise DataError(f"repeat {repeat} of {plan['protocol']}: empty {what} set")
+            if fit is None:
+                # One seeded head for all repeats: each starts from its initial state.
+                keras.backend.clear_session()
+                fit = InMemoryFit(
+                    seeded_head(features.shape, settings),
+                    batch_size=settings.batch_size,
+                    seed=settings.seed,
+                    epochs=settings.epochs,
+                    learning_rate=settings.learning_rate,
+                )
+            final, best = fit(
+                # Used within this iteration only: the fit ends before the next repeat.
+                ((lambda i, e, b: f_train[i]), (lambda i, e, b: f_val[i]), features.shape),  # noqa: B023
+                y_train,
+                y_val,
+            )
+            fit.model.set_weights(final if checkpoint == "final" else best)
+            test = evaluated_rows(splits)
+            test = test[test["split"] == "test"]
+            x, y, _ = features.rows(test, "test")
+            prob = np.asarray(fit.model.predict(x, batch_size=256, verbose=0))[:, 1]
+            part = test[["repeat", "split_seed", "id", "patient", "source"]].copy()
+            part["label"] = y.astype(int)
+            part["probability"] = prob.astype(float)
+            rows.append(part[REPEAT_COLUMNS])
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=REPEAT_COLUMNS)
 
 
 def evaluated_rows(splits: pd.DataFrame) -> pd.DataFrame:

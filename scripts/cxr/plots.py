@@ -203,3 +203,35 @@ def saliency_overlays(panels: list[dict], path: str | Path, *, title: str) -> No
     fig.suptitle(title, fontsize="small")
     fig.tight_layout()
     _save(fig, path)
+
+
+def repeated_optimism(result: dict, path: str | Path) -> None:
+    """One panel per architecture: per metric, the paired differences article - patient-disjoint
+    of every repeated split (points), their mean and its corrected 95% interval (bar), and 0."""
+    names = {"accuracy": "accuracy", "sensitivity": "sensitivity",
+             "specificity": "specificity", "roc_auc": "ROC AUC"}  # fmt: skip
+    archs = [(a, e) for a, e in result["architectures"].items() if e.get("optimism")]
+    fig, axes = plt.subplots(
+        1, max(1, len(archs)), figsize=(3.6 * max(1, len(archs)), 3.2), sharey=True,
+        squeeze=False,
+    )  # fmt: skip
+    colour = sns.color_palette("colorblind", 2)
+    for ax, (arch, entry) in zip(axes[0], archs, strict=False):
+        ax.axvline(0, color="0.5", linewidth=0.8, linestyle=":")
+        for i, key in enumerate(result["compared"]):
+            optimism = entry["optimism"][key]
+            diffs = [100 * d for d in optimism["differences"] if d is not None]
+            jitter = [i + 0.18 * ((k * 0.618) % 1 - 0.5) for k in range(len(diffs))]
+            ax.scatter(diffs, jitter, s=9, color=colour[0], alpha=0.6)
+            if optimism.get("value") is not None:
+                mean = 100 * optimism["value"]
+                ci = optimism.get("ci95")
+                err = [[mean - 100 * ci[0]], [100 * ci[1] - mean]] if ci else None
+                ax.errorbar(mean, i, xerr=err, fmt="D", color=colour[1], capsize=4)
+        ax.set_yticks(range(len(result["compared"])), [names[k] for k in result["compared"]])
+        ax.set_title(f"{arch} ({entry.get('paired_repeats', 0)} repeats)")
+        ax.set_xlabel("article - patient-disjoint (points)")
+    axes[0][0].invert_yaxis()
+    fig.suptitle("Optimism of the article's protocol over repeated splits")
+    fig.tight_layout()
+    _save(fig, path)

@@ -49,6 +49,7 @@ class Protocol:
     exclude_marks: bool = False
     train_fractions: tuple[float, ...] | None = None
     training: dict[str, Any] = field(default_factory=dict)
+    repeats: int = 0
 
     @classmethod
     def from_config(cls, name: str, config: dict) -> Protocol:
@@ -96,6 +97,15 @@ class Protocol:
                 f"{where}.training: {unknown} cannot differ between protocols (the base and its "
                 f"features are shared); a protocol may set {list(HEAD_SETTINGS)}"
             )
+        repeats = int(spec.get("repeats") or 0)
+        if repeats < 0:
+            raise ConfigError(f"{where}.repeats must be >= 0, got {repeats}")
+        if repeats and train_fractions is not None:
+            raise ConfigError(
+                f"{where}: repeats and train_fractions do not combine (a learning curve already "
+                "fits one head per fraction and seed); set repeats on a protocol without "
+                "train_fractions"
+            )
         split_seed = spec.get("split_seed")
         return cls(
             name=name,
@@ -107,6 +117,7 @@ class Protocol:
             exclude_marks=bool(spec.get("exclude_marks", False)),
             train_fractions=train_fractions,
             training=training,
+            repeats=repeats,
         )
 
     def runs(self) -> list[Run]:
@@ -123,6 +134,16 @@ class Protocol:
             if run.name == name:
                 return run
         raise ConfigError(f"protocol {self.name} has no run {name!r}")
+
+    def repeat_seeds(self) -> list[int]:
+        """The split seeds of the repeated splits: repeat k uses split_seed + k, so repeat 0 is
+        the protocol's own split and two protocols with one split_seed pair up by k."""
+        return [self.split_seed + k for k in range(self.repeats)]
+
+    @property
+    def repeat_run(self) -> Run:
+        """The training seed every repeat's head uses: the protocol's first."""
+        return Run(run_name(self.seeds[0]), self.seeds[0])
 
     def split_settings(self) -> dict[str, Any]:
         """What the protocol's split rule uses (only that: nothing else may rerun it)."""

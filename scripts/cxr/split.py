@@ -234,3 +234,32 @@ def split_protocol(
             kept, settings["fractions"]["test"], settings["seed"]
         )
     return splits, removed, summary
+
+
+def repeated_splits(
+    images: pd.DataFrame, settings: dict, marks: dict | None, seeds: list[int]
+) -> tuple[pd.DataFrame, dict]:
+    """A protocol's split once per seed of `seeds` (its repeats), stacked with the columns
+    `repeat` (0, 1, ...) and `split_seed`, and per repeat its counts and leakage. Repeat k is
+    split_protocol with seed seeds[k]: the same rule, the same images, another draw."""
+    tables, repeats = [], []
+    for number, seed in enumerate(seeds):
+        splits, _, summary = split_protocol(images, {**settings, "seed": seed}, marks)
+        splits = splits.copy()
+        splits.insert(0, "split_seed", seed)
+        splits.insert(0, "repeat", number)
+        tables.append(splits)
+        repeats.append(
+            {
+                "repeat": number,
+                "split_seed": seed,
+                "counts": summary["counts"],
+                "patients_in_several_splits": summary["patients_in_several_splits"],
+                "test_images_whose_patient_is_in_train": summary[
+                    "test_images_whose_patient_is_in_train"
+                ],
+            }
+        )
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    return table, {"protocol": settings["protocol"], "method": settings["method"],
+                   "repeats": repeats}  # fmt: skip

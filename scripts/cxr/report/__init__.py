@@ -98,6 +98,13 @@ def build_context(
             comparison=read_json(inputs["comparison"]) if inputs.get("comparison") else None,
             protocols=protocols,
             primary=primary,
+            repeats=next(
+                (read_json(p) for p in inputs.get("repeats", []) if str(p).endswith(".json")),
+                None,
+            ),
+            repeats_plot=next(
+                (p for p in inputs.get("repeats", []) if str(p).endswith(".png")), None
+            ),
         )
     )
     add(
@@ -172,6 +179,7 @@ def build_context(
             reproduction=context["reproduction"],
             small=context["small"],
             generalisation=context["generalisation"],
+            repeated=context["repeated"],
         )
     )
     add(

@@ -65,8 +65,46 @@ def headline(runs: list[dict], summary: dict) -> list[dict]:
     return rows
 
 
+def _repeated_sentences(repeated: dict | None) -> list[str]:
+    """The optimism over repeated splits, per architecture, and what the data can tell."""
+    if not repeated:
+        return []
+    accuracy = [
+        (row["arch"], metric, row["paired"])
+        for row in repeated["rows"]
+        for metric in row["metrics"]
+        if metric["key"] == "accuracy" and metric["optimism_value"] is not None
+    ]
+    if not accuracy:
+        return []
+    per_arch = "; ".join(f"{arch} {metric['optimism']}" for arch, metric, _ in accuracy)
+    told = [arch for arch, metric, _ in accuracy if metric["verdict"] != "cannot tell"]
+    paired = min(k for _, _, k in accuracy)
+    text = (
+        f"Over {paired} repeated splits, the article's protocol changes accuracy by a mean of "
+        f"(points, 95% interval) {per_arch}. "
+    )
+    if not told:
+        text += (
+            "Every interval covers 0: at this size the data cannot tell the article's leakage "
+            "from the spread between splits, and its single number is one draw from "
+            f"{accuracy[0][1]['article']} (mean and 2.5-97.5% of splits, {accuracy[0][0]})."
+        )
+    else:
+        text += (
+            f"For {', '.join(told)} the interval excludes 0: the difference is larger than the "
+            "spread between splits."
+        )
+    return [text]
+
+
 def conclusion(
-    summary: dict, reproduction_ctx: dict, audit: dict, labels: dict, small: dict
+    summary: dict,
+    reproduction_ctx: dict,
+    audit: dict,
+    labels: dict,
+    small: dict,
+    repeated: dict | None = None,
 ) -> list[str]:
     """Sentences of the summary's conclusion, each from measured numbers."""
     sentences = []
@@ -108,6 +146,7 @@ def conclusion(
             + f") changes accuracy by {100 * min(optimism):+.0f} to {100 * max(optimism):+.0f} "
             "points against the patient-disjoint protocol."
         )
+    sentences.extend(_repeated_sentences(repeated))
     test_fpr = small.get("test_fpr")
     fprs = [
         e["value"]
@@ -168,6 +207,7 @@ def context(
     reproduction: dict | None,
     small: dict,
     generalisation: dict | None = None,
+    repeated: dict | None = None,
 ) -> dict:
     """The keys summary.html.j2 shows; the conclusion reads the reproduction and caveats
     sections' numbers."""
@@ -180,7 +220,7 @@ def context(
         "headline": headline(runs, eval_summary),
         "verdicts": audit.get("verdicts", []),
         "conclusion": conclusion(
-            primary_summary, reproduction or {"rows": []}, audit, labels, small
+            primary_summary, reproduction or {"rows": []}, audit, labels, small, repeated
         )
         + ((generalisation or {}).get("headline") or []),
     }

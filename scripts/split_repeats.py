@@ -1,0 +1,16 @@
+"""Entry point of rule split_repeats."""
+
+from cxr.io import read_table, write_csv, write_json
+from cxr.logs import run_logged
+from cxr.split import repeated_splits
+
+
+def main(*, inputs: dict, outputs: dict, params: dict) -> None:
+    images = read_table(inputs["images"])
+    splits, summary = repeated_splits(images, params["split"], params["marks"], params["seeds"])
+    write_csv(outputs["splits"], splits)
+    write_json(outputs["summary"], summary)
+
+
+sm = snakemake  # noqa: F821
+run_logged(sm.log[0], main, inputs=dict(sm.input), outputs=dict(sm.output), params=dict(sm.params))

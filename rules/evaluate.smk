@@ -25,23 +25,13 @@ rule evaluate_models:
         "../scripts/evaluate_models.py"
 
 
+# A protocol's summary over its runs and the same as a table: one process for both files (a
+# Python process costs more than the work).
 rule summarise_evaluations:
     input:
         evaluations=lambda wildcards: protocol_runs(wildcards.protocol, f"{EVAL}.json"),
     output:
         summary=EVAL_SUMMARY,
-    log:
-        "logs/summarise_evaluations/{protocol}.log",
-    conda:
-        "../envs/data.yaml"
-    script:
-        "../scripts/summarise_evaluations.py"
-
-
-rule tabulate_evaluations:
-    input:
-        summary=EVAL_SUMMARY,
-    output:
         table=report(
             EVAL_SUMMARY_TABLE,
             caption="../report/captions/metrics.rst",
@@ -49,11 +39,11 @@ rule tabulate_evaluations:
             labels={"protocol": "{protocol}", "content": "test metrics over runs"},
         ),
     log:
-        "logs/tabulate_evaluations/{protocol}.log",
+        "logs/summarise_evaluations/{protocol}.log",
     conda:
         "../envs/data.yaml"
     script:
-        "../scripts/tabulate_evaluations.py"
+        "../scripts/summarise_evaluations.py"
 
 
 rule plot_learning_curve:

@@ -1,12 +1,15 @@
 """Entry point of rule summarise_evaluations."""
 
-from cxr.evaluate import summarise
-from cxr.io import read_json, write_json
+from cxr.evaluate import summarise, summary_table
+from cxr.io import read_json, write_csv, write_json
 from cxr.logs import run_logged
 
 
 def main(*, inputs: dict, outputs: dict) -> None:
-    write_json(outputs["summary"], summarise([read_json(p) for p in inputs["evaluations"]]))
+    summary = summarise([read_json(p) for p in inputs["evaluations"]])
+    write_json(outputs["summary"], summary)
+    # The table is written from the summary as read back, as when it was a job of its own.
+    write_csv(outputs["table"], summary_table(read_json(outputs["summary"])))
 
 
 sm = snakemake  # noqa: F821

@@ -61,11 +61,13 @@ def train_models_job(*, inputs: dict, outputs: dict, params: dict, threads: int)
     }
     summaries = []
     started = time.perf_counter()
+    # A fresh Keras session, so that the names in the saved heads are those of a process that
+    # fits one run alone; the runs on stored features then share compiled heads, each reset to
+    # its own seeded head before it fits (TracedHeads).
+    keras.backend.clear_session()
+    heads = TracedHeads()
     for number, plan in enumerate(runs, start=1):
         plan = {**plan, "architecture": params["architecture"]}
-        # A fresh Keras session per run: layer and variable names, and the random state a head
-        # is built from, are those of a process that fits this run alone.
-        keras.backend.clear_session()
         files = {name: outputs[name][number - 1] for name in RUN_OUTPUTS}
         run_started = time.perf_counter()
         summary = train_run(
@@ -76,6 +78,7 @@ def train_models_job(*, inputs: dict, outputs: dict, params: dict, threads: int)
             files=files,
             architecture_name=params["architecture"],
             provenance=provenance,
+            heads=heads,
         )
         prediction = predict_run(plan, splits[plan["protocol"]], features, inputs, files, params)
         summary.update(
@@ -179,6 +182,7 @@ def train_run(
     files: dict,
     architecture_name: str,
     provenance: dict,
+    heads: TracedHeads | None = None,
 ) -> dict:
     """Fit one run: the head on stored features, or the whole model on images when its
     protocol augments or fine-tunes. Writes model.keras, best.keras and history.csv."""
@@ -203,6 +207,9 @@ def train_run(
         len(val_rows),
     )
     if settings.augmentation or settings.fine_tune:
+        import keras
+
+        keras.backend.clear_session()  # a whole model per run: free the previous one's memory
         summary = _train_on_images(plan, settings, train_rows, val_rows, inputs, out_dir)
     else:
         summary = train_on_features(
@@ -211,6 +218,7 @@ def train_run(
             settings,
             out_dir=out_dir,
             provenance=provenance,
+            heads=heads,
         )
     summary.update(
         {
@@ -332,6 +340,27 @@ def seeded_head(feature_shape: tuple, settings: TrainSettings):
     )
 
 
+class TracedHeads:
+    """The compiled heads of one process, one per feature shape and head settings: each run
+    gets the one that fits it, reset to a freshly seeded head of its own seed
+    (fitting.ResetModel), so that Keras traces a head's steps once per job, not once per run."""
+
+    def __init__(self):
+        self._heads: dict[tuple, Any] = {}
+
+    def ready(self, feature_shape: tuple, settings: TrainSettings):
+        """A compiled head in the state seeded_head(feature_shape, settings) would be in."""
+        from cxr.fitting import ResetModel
+
+        key = (tuple(feature_shape), settings.pool_size, settings.dense_units,
+               settings.dropout, settings.learning_rate, settings.mixed_precision)  # fmt: skip
+        fresh = seeded_head(feature_shape, settings)
+        if key not in self._heads:
+            self._heads[key] = ResetModel(fresh, settings.learning_rate)
+            return fresh
+        return self._heads[key].reset(fresh)
+
+
 def train_on_features(
     train: tuple[np.ndarray, np.ndarray, list[str]],
     val: tuple[np.ndarray, np.ndarray, list[str]],
@@ -340,6 +369,7 @@ def train_on_features(
     out_dir: Path,
     provenance: dict[str, Any],
     callbacks: list | None = None,
+    heads: TracedHeads | None = None,
 ) -> dict[str, Any]:
     """Fit the article's head on stored base features ((features, labels, ids) per split);
     write the head as model.keras / best.keras and history.csv to `out_dir`.
@@ -347,7 +377,8 @@ def train_on_features(
     The head on the shared frozen base is the whole classifier (cxr.models.build_classifier
     joins them), and fitting it on features gives the same weights as fitting base + head on
     the images (docs/facts.md). `provenance` (base file, architecture, ...) enters the resume
-    fingerprint, so a run never resumes over another base."""
+    fingerprint, so a run never resumes over another base. `heads`: the job's compiled heads,
+    to reuse one (the same fit, traced once); by default a head of its own."""
     from cxr.fitting import Stage, fit_and_save, fit_facts, run_fingerprint
     from cxr.runtime import dtype_policy, list_devices
 
@@ -373,7 +404,10 @@ def train_on_features(
         len(y_val),
     )
     with dtype_policy(settings.mixed_precision):
-        head = seeded_head(f_train.shape[1:], settings)
+        if heads is None:
+            head = seeded_head(f_train.shape[1:], settings)
+        else:
+            head = heads.ready(f_train.shape[1:], settings)
         batches = ((lambda i, e, b: f_train[i]), (lambda i, e, b: f_val[i]), f_train.shape[1:])
         state, resumed_from, seconds_fit = fit_and_save(
             head,
@@ -387,6 +421,7 @@ def train_on_features(
             out_dir=out_dir,
             fingerprint=fingerprint,
             callbacks=callbacks,
+            compiled=heads is not None,
         )
     return {
         "path": "stored-features",

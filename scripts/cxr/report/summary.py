@@ -85,10 +85,12 @@ def _repeated_sentences(repeated: dict | None) -> list[str]:
         f"(points, 95% interval) {per_arch}. "
     )
     if not told:
+        arch, metric, _ = accuracy[0]
         text += (
             "Every interval covers 0: at this size the data cannot tell the article's leakage "
-            "from the spread between splits, and its single number is one draw from "
-            f"{accuracy[0][1]['article']} (mean and 2.5-97.5% of splits, {accuracy[0][0]})."
+            "from the spread between splits. The article's single number is one draw: for "
+            f"{arch}, accuracy {metric['article_own']} on its own split, against "
+            f"{metric['article']} over splits (mean, 2.5-97.5%)."
         )
     else:
         text += (

@@ -271,25 +271,10 @@ def _datasets(batches, y_train, y_val, batch_size: int, seed: int):
     return train_batches, val_batches, math.ceil(len(y_train) / batch_size)
 
 
-class _BestWeights(keras.callbacks.Callback):
-    """Keep, in memory, the weights of the epoch with the lowest validation loss (the first
-    epoch's, until one is lower), as _Checkpoint does on disk."""
-
-    def __init__(self):
-        super().__init__()
-        self.best_loss, self.weights = None, None
-
-    def on_epoch_end(self, epoch, logs=None):
-        loss = _finite((logs or {}).get("val_loss", float("nan")))
-        if self.weights is None or (
-            loss is not None and (self.best_loss is None or loss < self.best_loss)
-        ):
-            self.best_loss, self.weights = loss, self.model.get_weights()
-
-
 class InMemoryFit:
     """The one-stage fit that fit_and_save makes (same compile, same batches in the same
-    order), with nothing written, made again and again on one model: for the repeated splits,
+    order, the best epoch chosen as _Checkpoint does), with nothing written, made again and
+    again on one model: for the repeated splits,
     whose heads are evaluated and dropped. Every call starts from the state the model and its
     optimizer had when this object was made (ResetModel), so a call gives what a fresh seeded
     head would."""
@@ -306,22 +291,31 @@ class InMemoryFit:
         y_train: np.ndarray,
         y_val: np.ndarray,
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Fit from the starting state; return the final weights and the best epoch's."""
+        """Fit from the starting state; return the final weights and the best epoch's.
+
+        Keras's own training and validation steps (its traced train_function and
+        test_function), called batch by batch in the order fit would feed them: the same
+        computation as model.fit on the batches fit_and_save makes, without fit's per-batch
+        machinery (callbacks, data adapters), which cost more than a head's step here
+        (tests/test_jobs.py checks the predictions against a run fitted with model.fit)."""
+        make_x, make_val, _ = batches
         model = self._reset.reset()
-        train_batches, val_batches, steps = _datasets(
-            batches, y_train, y_val, self.batch_size, self.seed
-        )
-        best = _BestWeights()
-        model.fit(
-            train_batches(0, self.epochs),
-            steps_per_epoch=steps,
-            epochs=self.epochs,
-            validation_data=val_batches,
-            shuffle=False,
-            callbacks=[best],
-            verbose=0,
-        )
-        return model.get_weights(), best.weights
+        model.make_train_function()
+        model.make_test_function()
+        best_loss, best = None, None
+        for epoch in range(self.epochs):
+            order = epoch_order(len(y_train), self.seed, epoch)
+            for number, start in enumerate(range(0, len(order), self.batch_size)):
+                index = order[start : start + self.batch_size]
+                model.train_function(iter([(make_x(index, epoch, number), y_train[index], None)]))
+            model.reset_metrics()  # the validation loss is the mean over its batches, as in fit
+            for number, start in enumerate(range(0, len(y_val), self.batch_size)):
+                index = np.arange(start, min(start + self.batch_size, len(y_val)))
+                logs = model.test_function(iter([(make_val(index, 0, number), y_val[index], None)]))
+            loss = _finite(logs["loss"])
+            if best is None or (loss is not None and (best_loss is None or loss < best_loss)):
+                best_loss, best = loss, model.get_weights()
+        return model.get_weights(), best
 
 
 def fit_and_save(

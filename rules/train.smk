@@ -28,6 +28,9 @@ rule extract_features:
         "logs/extract_features/{arch}.log",
     benchmark:
         "results/benchmarks/extract_features/{arch}.tsv"
+    # Before the border probe (which only the audit reads): every architecture's chain of
+    # features, heads and maps starts here.
+    priority: 1
     conda:
         tensorflow_env("extract_features")
     threads: config["training"]["threads"]
@@ -70,6 +73,7 @@ rule train_models:
         "logs/train_models/{arch}.log",
     benchmark:
         "results/benchmarks/train_models/{arch}.tsv"
+    priority: 1
     conda:
         tensorflow_env("train_models")
     threads: config["training"]["threads"]

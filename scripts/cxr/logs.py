@@ -4,6 +4,7 @@ user can fix ends the job with its message instead of a traceback."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,10 +14,19 @@ from cxr.errors import CxrError
 
 
 def run_logged(log_path: str | Path | None, func: Callable[..., Any], *args, **kwargs) -> Any:
-    """Send stderr and logging to `log_path`, call `func`; on CxrError log it and exit 1."""
+    """Send stderr and logging to `log_path`, call `func`; on CxrError log it and exit 1.
+
+    The process's file descriptor 2 goes to the log too, not only Python's sys.stderr: C++
+    libraries (TensorFlow's absl logging) write there directly, and their lines belong in the
+    job's log, not between Snakemake's own lines. The one-line error for the user still goes
+    to the console the job was started with."""
+    console = sys.__stderr__
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        sys.stderr = open(log_path, "w", buffering=1, encoding="utf-8")  # noqa: SIM115
+        log_file = open(log_path, "w", buffering=1, encoding="utf-8")  # noqa: SIM115
+        console = os.fdopen(os.dup(2), "w", buffering=1)  # noqa: SIM115
+        os.dup2(log_file.fileno(), 2)
+        sys.stderr = log_file
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
@@ -27,7 +37,7 @@ def run_logged(log_path: str | Path | None, func: Callable[..., Any], *args, **k
         return func(*args, **kwargs)
     except CxrError as error:
         logging.getLogger("cxr").error("%s", error)
-        print(f"ERROR: {error}", file=sys.__stderr__)
+        print(f"ERROR: {error}", file=console)
         sys.exit(1)
 
 

@@ -1,16 +1,14 @@
 rule explain_model:
     input:
-        # train_models rewrites every run of an architecture when any run is added (a seed, a
-        # protocol), with the same bytes for the runs that were there. So this run's model and
-        # predictions count by what made them, not by their time: the base, the protocol's
-        # split (inputs here) and the head's settings (params) rerun the maps; another run's
-        # arrival does not. explain_job checks that model and predictions agree.
-        model=lambda wildcards: ancient(model_file(wildcards)),
+        # train_models rewrites every run of an architecture, so a new run (a seed, a protocol)
+        # reruns the maps too. ancient() inputs would spare them, but Snakemake then also misses
+        # a change of the head's settings: it skips the parameter check of jobs downstream of a
+        # job that reruns, and ancient() inputs stop the rerun from reaching them.
+        model=model_file,
         base=f"{FEATURES}/base.keras",
-        splits=f"{SPLITS}/splits.csv",
         manifest=f"{SHARDS}/manifest.json",
         shards=SHARD_FILES,
-        predictions=ancient(f"{EVAL}.predictions.csv"),
+        predictions=f"{EVAL}.predictions.csv",
         images=f"{CURATED}/images.csv",
         synthetic=ground_truth_input,
     output:

@@ -151,18 +151,17 @@ def test_a_curation_setting_reruns_curation_and_what_follows(checkout, tmp_path)
     assert jobs["curate_images"] == 1 and jobs["write_shards"] == 1 and jobs["render_report"] == 1
 
 
-def test_a_new_seed_refits_each_architectures_heads_not_its_base_or_maps(checkout, tmp_path):
-    """One process fits every run of an architecture, so a new run refits them all (seconds);
-    the bases, the border probe and the saliency maps of the runs that were there stay."""
+def test_a_new_seed_refits_each_architectures_heads_not_its_base(checkout, tmp_path):
+    """One process fits every run of an architecture, so a new run refits them all (seconds)
+    and remaps the primary protocol's runs; the bases and the border probe stay."""
     jobs = plan_after(checkout, tmp_path, "protocols: {patient: {seeds: [0, 1]}}\n")
     assert jobs["train_models"] == 2 and jobs["evaluate_models"] == 2  # tiny: 2 architectures
-    for rule in ("extract_features", "probe_borders", "explain_model", "split_protocol"):
+    assert jobs["explain_model"] == 2
+    for rule in ("extract_features", "probe_borders", "split_protocol"):
         assert rule not in jobs, (rule, jobs)
 
 
-def test_a_head_setting_of_the_primary_protocol_remaps(checkout, tmp_path):
-    """The maps read their model as an ancient() input: what made the model must still rerun
-    them (here the primary protocol's head settings, a param of explain_model)."""
+def test_a_head_setting_of_the_primary_protocol_refits_and_remaps(checkout, tmp_path):
     jobs = plan_after(checkout, tmp_path, "protocols: {patient: {training: {epochs: 3}}}\n")
     assert jobs["train_models"] == 2 and jobs["explain_model"] == 2, jobs
     assert "extract_features" not in jobs

@@ -138,14 +138,18 @@ def test_article_configuration_end_to_end(shared_data, tmp_path):
     text = " ".join(page.split())
     assert "The external set covid_later (covid_later) is empty: curation excluded every" in text
     assert "The external source covid_later adds no image: none of its" in text
-    # Where the model looks: every test image and 30 of NIH's 121 (the default
+    # Where the model looks: every test image and 15 of NIH's 121 (the article datasets'
     # saliency.external_per_source); no ground truth on real data, so no pointing game; the
     # report shows the section with its overlays.
     saliency = json.loads((results / "patient/eval/DenseNet121/seed0.saliency.json").read_text())
-    assert len(saliency["images"]) == test["n"] + 30
+    assert len(saliency["images"]) == test["n"] + 15
     nih = next(g for g in saliency["selection"]["groups"] if g["source"] == "nih")
-    assert (nih["images"], nih["mapped"], nih["left_out"]) == (121, 30, 91)
+    assert (nih["images"], nih["mapped"], nih["left_out"]) == (121, 15, 106)
     assert saliency["ground_truth"] is None
+    # The article datasets' 20 repeated splits of both protocols, paired (issue 21).
+    repeats = json.loads((results / "protocols/repeats.json").read_text())
+    assert repeats["architectures"]["DenseNet121"]["paired_repeats"] == 20
+    assert "Over repeated splits" in text
     assert all(m["pointing_game"] is None for m in saliency["summary"].values())
     assert saliency["summary"]["occlusion"]["verdict"]["verdict"] in ("flag", "warn", "pass")
     assert 'alt="saliency overlays of DenseNet121"' in page

@@ -131,15 +131,21 @@ def test_profiles_keep_cluster_settings_out_of_default() -> None:
     assert default["resources"] == {"gpu": 1}
 
 
-def planned_submissions(*configs: Path, workdir: Path) -> list[tuple[str, list[str]]]:
-    """What `snakemake --workflow-profile profiles/slurm` would submit, from its dry run: one
-    (group or rule, its rules) per sbatch job; local rules and `all` are not submitted."""
+def profile_dry_run(*configs: Path, workdir: Path) -> subprocess.CompletedProcess:
+    """`snakemake --workflow-profile profiles/slurm -n` of the real workflow (no cluster)."""
     command = [
         str(SNAKEMAKE), "--workflow-profile", str(REPO / "profiles/slurm"), "-n", "-s",
         str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile", *map(str, configs),
     ]  # fmt: skip
     run = subprocess.run(command, capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stderr[-4000:]
+    return run
+
+
+def planned_submissions(*configs: Path, workdir: Path) -> list[tuple[str, list[str]]]:
+    """What `snakemake --workflow-profile profiles/slurm` would submit, from its dry run: one
+    (group or rule, its rules) per sbatch job; local rules and `all` are not submitted."""
+    run = profile_dry_run(*configs, workdir=workdir)
     jobs, current = [], None
     for line in run.stdout.splitlines():
         group = re.search(r"\] Group job (\w+) ", line)
@@ -175,12 +181,7 @@ def test_an_article_sized_plan_is_five_sbatch_jobs_three_on_gpus(tmp_path: Path,
 
 def test_slurm_profile_parses_in_dry_run(tmp_path: Path) -> None:
     """`snakemake --workflow-profile profiles/slurm -n` plans the real workflow (no cluster)."""
-    command = [
-        str(SNAKEMAKE), "--workflow-profile", str(REPO / "profiles/slurm"), "-n", "-s",
-        str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile", *map(str, CONFIGS),
-    ]  # fmt: skip
-    run = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr[-4000:]
+    run = profile_dry_run(*CONFIGS, workdir=tmp_path)
     extract = run.stdout.split("rule extract_features:")[1].split("\n\n")[0]
     assert "gpu=1" in extract and "slurm_partition=gpu" in extract
     assert "cpus_per_gpu=8" in extract and "require_gpu=1" in extract

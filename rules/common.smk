@@ -1,3 +1,4 @@
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -185,8 +186,7 @@ def base_training(wildcards):
 
 
 def run_params(wildcards):
-    run = PROTOCOLS[wildcards.protocol].run(wildcards.run)
-    return {"name": run.name, "seed": run.seed, "train_fraction": run.train_fraction}
+    return dataclasses.asdict(PROTOCOLS[wildcards.protocol].run(wildcards.run))
 
 
 # train_models and evaluate_models handle every run of one architecture, across protocols, in
@@ -212,36 +212,29 @@ def split_marks(wildcards):
 REPEATED = [name for name, protocol in PROTOCOLS.items() if protocol.repeats]
 
 
+def planned_run(arch, protocol, run):
+    """A run as train_models fits it: its protocol, name, seed, share of training patients and
+    training settings (a protocol may set its own head settings)."""
+    return {
+        "protocol": protocol,
+        "run": dataclasses.asdict(run),
+        "training": job_training(arch, protocol),
+    }
+
+
 def repeat_plan(wildcards):
-    """What train_models fits for each repeated protocol (REPEATED order): the training seed
+    """What train_models fits for each repeated protocol (REPEATED order): the run whose seed
     and settings every repeat's head uses."""
     return [
-        {
-            "protocol": name,
-            "run": {
-                "name": PROTOCOLS[name].repeat_run.name,
-                "seed": PROTOCOLS[name].repeat_run.seed,
-                "train_fraction": None,
-            },
-            "training": job_training(wildcards.arch, name),
-        }
+        planned_run(wildcards.arch, name, PROTOCOLS[name].repeat_run)
         for name in REPEATED
     ]
 
 
 def run_plan(wildcards):
-    """What each run of architecture_runs' order is: its protocol, seed, share of training
-    patients, and training settings (a protocol may set its own head settings)."""
+    """Each run of architecture_runs' order, as planned_run describes it."""
     return [
-        {
-            "protocol": name,
-            "run": {
-                "name": run.name,
-                "seed": run.seed,
-                "train_fraction": run.train_fraction,
-            },
-            "training": job_training(wildcards.arch, name),
-        }
+        planned_run(wildcards.arch, name, run)
         for name, protocol in PROTOCOLS.items()
         for run in protocol.runs()
     ]

@@ -87,6 +87,5 @@ rule train_models:
         runs=run_plan,
         repeats=repeat_plan,
         checkpoint=config["evaluation"]["checkpoint"],
-        onednn=config["training"]["onednn"],
     script:
         "../scripts/train_models.py"

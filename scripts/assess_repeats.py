@@ -1,5 +1,7 @@
 """Entry point of rule assess_repeats."""
 
+import pandas as pd
+
 from cxr import plots
 from cxr.io import read_json, read_table, write_csv, write_json
 from cxr.logs import run_logged
@@ -11,7 +13,7 @@ def main(*, inputs: dict, outputs: dict, params: dict) -> None:
     for entry, path in zip(params["predictions"], inputs["predictions"], strict=True):
         table = repeat_metrics(read_table(path), params["threshold"])
         tables.setdefault(entry["protocol"], {})[entry["architecture"]] = table
-        rows.append(table.assign(protocol=entry["protocol"], architecture=entry["architecture"]))
+        rows.append(table.assign(**entry)[[*entry, *table.columns]])
     counts = {
         summary["protocol"]: summary["repeats"]
         for summary in (read_json(p) for p in inputs["summaries"])
@@ -21,13 +23,7 @@ def main(*, inputs: dict, outputs: dict, params: dict) -> None:
     )
     result["repeats"] = params["repeats"]
     write_json(outputs["summary"], result)
-    if rows:
-        import pandas as pd
-
-        table = pd.concat(rows, ignore_index=True)
-        columns = ["protocol", "architecture", *[c for c in table if c not in
-                                                 ("protocol", "architecture")]]  # fmt: skip
-        write_csv(outputs["table"], table[columns])
+    write_csv(outputs["table"], pd.concat(rows, ignore_index=True))
     plots.repeated_optimism(result, outputs["plot"])
 
 

@@ -26,6 +26,7 @@ def fake_sm(**resources):
         resources=Named(resources),
         log=[None],  # no log file: run_logged would send this process's stderr there
         threads=2,
+        config={"training": {"onednn": True}},
     )
 
 

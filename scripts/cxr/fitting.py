@@ -251,26 +251,6 @@ def _fit_stages(
     return state, start
 
 
-def _datasets(batches, y_train, y_val, batch_size: int, seed: int):
-    """train_batches(first, end) for epochs [first, end), the validation batches, and the
-    training steps per epoch, from make_x, make_val and the x shape (`batches`)."""
-    make_x, make_val, x_shape = batches
-
-    def train_batches(first: int, end: int) -> tf.data.Dataset:
-        def orders():
-            return ((e, epoch_order(len(y_train), seed, e)) for e in range(first, end))
-
-        return _batch_dataset(make_x, y_train, orders, batch_size, x_shape)
-
-    def val_orders():
-        return iter([(0, np.arange(len(y_val)))])
-
-    val_batches = _batch_dataset(
-        make_val, y_val, val_orders, batch_size, x_shape, math.ceil(len(y_val) / batch_size)
-    )
-    return train_batches, val_batches, math.ceil(len(y_train) / batch_size)
-
-
 class InMemoryFit:
     """The one-stage fit that fit_and_save makes (same compile, same batches in the same
     order, the best epoch chosen as _Checkpoint does), with nothing written, made again and
@@ -338,15 +318,28 @@ def fit_and_save(
     epoch, batch number) for training and for validation, and the shape of x; the training
     batches come in the order epoch_order(seed) gives. Returns the
     final state, the epoch resumed from (0: a fresh run) and the seconds the fit took."""
-    train_batches, val_batches, steps = _datasets(batches, y_train, y_val, batch_size, seed)
+    make_x, make_val, x_shape = batches
     backup = out_dir / "backup"
+
+    def train_batches(first: int, end: int) -> tf.data.Dataset:
+        def orders():
+            return ((e, epoch_order(len(y_train), seed, e)) for e in range(first, end))
+
+        return _batch_dataset(make_x, y_train, orders, batch_size, x_shape)
+
+    def val_orders():
+        return iter([(0, np.arange(len(y_val)))])
+
+    val_batches = _batch_dataset(
+        make_val, y_val, val_orders, batch_size, x_shape, math.ceil(len(y_val) / batch_size)
+    )
     started = time.perf_counter()
     state, resumed_from = _fit_stages(
         model,
         stages,
         train_batches,
         val_batches,
-        steps,
+        math.ceil(len(y_train) / batch_size),
         backup,
         fingerprint,
         list(callbacks or []),

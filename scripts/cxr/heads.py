@@ -6,8 +6,8 @@ external images that evaluation and the saliency maps read.
 One process for all of an architecture's runs, because a head on ~100 stored feature vectors
 fits in well under a second while a TensorFlow process takes ~4 s to start and trace: one job
 per run was almost all start-up. Each run still writes its own files, at the paths the rules
-declare, exactly as a process of its own would (the Keras session is cleared and the run's seed
-set before each head is built; docs/facts.md).
+declare, exactly as a process of its own would: the runs share compiled heads, each reset to a
+head freshly built after its own seed (TracedHeads; docs/facts.md).
 
 Read top to bottom: the job (plan -> rows -> fit -> predict -> files), then its steps: the
 stored features, one run, the head's settings, the head and its fit (cxr.fitting holds the
@@ -130,6 +130,7 @@ class StoredFeatures:
     def __init__(self, features: np.ndarray, ids: list[str], path: str):
         self.features, self.path = features, path
         self.where = pd.Series(np.arange(len(ids)), index=ids)
+        self._ids = set(ids)
 
     @classmethod
     def load(cls, features_path: str, table_path: str) -> StoredFeatures:
@@ -148,7 +149,7 @@ class StoredFeatures:
 
     def rows(self, frame: pd.DataFrame, what: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """(features, labels, ids) of the images of `frame` (columns id, y), in its order."""
-        missing = sorted(set(frame["id"]) - set(self.where.index))
+        missing = sorted(set(frame["id"]) - self._ids)
         if missing:
             raise DataError(
                 f"{len(missing)} {what} image(s) have no stored features in {self.path}, e.g. "
@@ -323,6 +324,13 @@ class TrainSettings:
 # --------------------------------------------------------------------------- the head and its fit
 
 
+def require_rows(y_train: np.ndarray, y_val: np.ndarray, where: str) -> None:
+    """A head needs training and validation images: say which set of `where` is empty."""
+    for what, labels in (("training", y_train), ("validation", y_val)):
+        if len(labels) == 0:
+            raise DataError(f"the {what} set is empty: check {where}")
+
+
 def seeded_head(feature_shape: tuple, settings: TrainSettings):
     """The article's head, built right after `keras.utils.set_random_seed(settings.seed)`, so
     its initial weights and Dropout stream never depend on what consumed randomness before
@@ -387,9 +395,7 @@ def train_on_features(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (f_train, y_train, train_ids), (f_val, y_val, val_ids) = train, val
-    for what, labels in (("training", y_train), ("validation", y_val)):
-        if len(labels) == 0:
-            raise DataError(f"the {what} set is empty: check the protocol's split")
+    require_rows(y_train, y_val, "the protocol's split")
     fingerprint = run_fingerprint(
         settings=dataclasses.asdict(settings),
         provenance=provenance,
@@ -468,9 +474,7 @@ def predict_repeats(
                 features.rows(train_rows, "training"),
                 features.rows(val_rows, "validation"),
             )
-            for what, labels in (("training", y_train), ("validation", y_val)):
-                if len(labels) == 0:
-                    raise DataError(f"repeat {repeat} of {plan['protocol']}: empty {what} set")
+            require_rows(y_train, y_val, f"repeat {repeat} of {plan['protocol']}")
             if fit is None:
                 # One seeded head for all repeats: each starts from its initial state.
                 keras.backend.clear_session()
@@ -492,11 +496,14 @@ def predict_repeats(
             test = test[test["split"] == "test"]
             x, y, _ = features.rows(test, "test")
             prob = np.asarray(fit.model.predict(x, batch_size=256, verbose=0))[:, 1]
-            part = test[["repeat", "split_seed", "id", "patient", "source"]].copy()
-            part["label"] = y.astype(int)
-            part["probability"] = prob.astype(float)
-            rows.append(part[REPEAT_COLUMNS])
+            rows.append(prediction_table(test, prob, REPEAT_COLUMNS))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=REPEAT_COLUMNS)
+
+
+def prediction_table(frame: pd.DataFrame, prob: np.ndarray, columns: list[str]) -> pd.DataFrame:
+    """The `columns` of split rows `frame`, its label (y) and P(disease) `prob`, row by row."""
+    table = frame.assign(label=frame["y"].astype(int), probability=prob.astype(float))
+    return table[columns].reset_index(drop=True)
 
 
 def evaluated_rows(splits: pd.DataFrame) -> pd.DataFrame:
@@ -536,9 +543,7 @@ def predict_run(
         x = preprocess(architecture(plan["architecture"], training), images, training["image_size"])
         prob = np.asarray(model.predict(x, batch_size=32, verbose=0))[:, 1]
         how = "full model on images"
-    predictions = frame[["split", "id", "patient", "source"]].copy()
-    predictions["label"] = frame["y"].astype(int)
-    predictions["probability"] = prob.astype(float)
-    write_csv(files["predictions"], predictions[PREDICTION_COLUMNS])
+    predictions = prediction_table(frame, prob, PREDICTION_COLUMNS)
+    write_csv(files["predictions"], predictions)
     log.info("predicted %d test and external images (%s)", len(predictions), how)
     return how

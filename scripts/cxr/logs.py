@@ -44,9 +44,9 @@ def run_logged(log_path: str | Path | None, func: Callable[..., Any], *args, **k
 def run_tensorflow_job(sm: Any, job: str, *, module: str = "jobs", **extra_params: Any) -> Any:
     """Run the function `job` of `cxr.<module>` for a Snakemake `script:` object, by keyword.
 
-    TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, at import, so it is set here from the job's
-    training settings (or its `onednn` param) before the module (which imports TensorFlow) is
-    imported; on a machine
+    TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, at import, so it is set here from the config's
+    training.onednn (which every TensorFlow rule also has among its params, so that changing
+    it reruns them) before the module (which imports TensorFlow) is imported; on a machine
     without a GPU, TensorFlow's CUDA probing errors are kept out of the log the same way
     (cxr.devices.quiet_tensorflow_on_cpu).
 
@@ -58,8 +58,7 @@ def run_tensorflow_job(sm: Any, job: str, *, module: str = "jobs", **extra_param
 
     from cxr.devices import quiet_tensorflow_on_cpu
 
-    onednn = sm.params.get("onednn", sm.params.get("training", {}).get("onednn"))
-    os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if onednn else "0"
+    os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if sm.config["training"]["onednn"] else "0"
     params = {**dict(sm.params.items()), **extra_params}
     if sm.resources.get("require_gpu"):
         params["require_gpu"] = True

@@ -147,7 +147,24 @@ def cluster_bootstrap(
     class) are skipped; "n_valid" says how many were used.
     """
     y, p = _check_inputs(y_true, prob)
-    codes = _check_groups(groups, p.size)
+    return patient_bootstrap(
+        groups, lambda idx: statistic(y[idx], p[idx]), p.size, n_boot=n_boot, seed=seed,
+        alpha=alpha,
+    )  # fmt: skip
+
+
+def patient_bootstrap(
+    groups: Any,
+    statistic: Callable[[np.ndarray], float | None],
+    n: int,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict:
+    """cluster_bootstrap for any statistic of the rows (not only of labels and probabilities,
+    e.g. a rank correlation of two scores): `statistic` gets the row indices of a replicate, of
+    `n` rows whose patients are `groups`."""
+    codes = _check_groups(groups, n)
     if not (isinstance(n_boot, int | np.integer) and n_boot >= 1):
         raise ValueError(f"n_boot must be a positive integer; got {n_boot!r}")
     if not 0.0 < alpha < 1.0:
@@ -157,7 +174,7 @@ def cluster_bootstrap(
     rng = np.random.default_rng(seed)
     values = []
     for idx in _resample_indices(codes, int(n_boot), rng):
-        value = _finite_or_none(statistic(y[idx], p[idx]))
+        value = _finite_or_none(statistic(idx))
         if value is not None:
             values.append(value)
     ci = _percentile_interval(values, alpha)

@@ -61,6 +61,9 @@ SYNTHETIC = "resources/synthetic"
 # Where the generator planted what (outside the source roots); never an input of training.
 GROUND_TRUTH = f"{SYNTHETIC}/{GROUND_TRUTH_FILE}"
 CURATED = "results/curated"
+# The COVID-19 collection's expert annotations matched to the curated images (lung regions in
+# the shards' square, severity scores), and what of them was not used, with why.
+ANNOTATIONS = f"{CURATED}/annotations"
 SHARDS = "results/shards"
 # write_shards' TFRecord files (declared so that --delete-all-output, --list-untracked and
 # remote storage know them).
@@ -80,6 +83,9 @@ COMPARISON = "results/protocols/comparison.json"
 GENERALISATION = "results/protocols/generalisation"
 LEARNING_CURVE = "results/{protocol}/eval/learning_curve"
 REPORT = "results/report.html"
+# Do the scores follow the disease: the primary protocol's first run of each architecture
+# against the annotations' severity scores.
+SEVERITY = f"results/{PRIMARY}/eval/severity"
 
 
 wildcard_constraints:
@@ -323,6 +329,13 @@ def explained_runs(pattern):
         for arch in ARCHITECTURES
         for run in runs
     ]
+
+
+def severity_runs():
+    """The runs whose scores assess_severity compares with the severity scores: the primary
+    protocol's first run of each architecture (the run whose maps are shown)."""
+    run = PROTOCOLS[PRIMARY].runs()[0].name
+    return [{"architecture": arch, "run": run} for arch in ARCHITECTURES]
 
 
 def ground_truth_input(wildcards):

@@ -84,6 +84,31 @@ rule curate_images:
         "../scripts/curate_images.py"
 
 
+# The dataset's `annotations` (if any), read as a step of curation: per curated image of the
+# sources they apply to, its lung region (mask, else the union of its boxes, in the square the
+# shards resize to) and its severity scores; every entry not used is logged with its reason.
+# Reruns when a source changes (its listing), as curation does.
+rule curate_annotations:
+    input:
+        source_inputs(),
+        images=f"{CURATED}/images.csv",
+        listings=expand(LISTING, source=list(SOURCES)),
+    output:
+        table=f"{ANNOTATIONS}/images.csv",
+        lungs=f"{ANNOTATIONS}/lungs.npz",
+        exclusions=f"{ANNOTATIONS}/exclusions.csv",
+        summary=f"{ANNOTATIONS}/summary.json",
+    log:
+        "logs/curate_annotations.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        annotations=DATASET.get("annotations"),
+        image_size=config["shards"]["image_size"],
+    script:
+        "../scripts/curate_annotations.py"
+
+
 rule split_protocol:
     input:
         images=f"{CURATED}/images.csv",

@@ -46,6 +46,36 @@ rule summarise_evaluations:
         "../scripts/summarise_evaluations.py"
 
 
+# Do the scores follow the disease? Spearman's rho of P(disease) against the experts' severity
+# scores of the COVID-19 images that have them (cxr.severity).
+rule assess_severity:
+    input:
+        predictions=[
+            EVAL.format(protocol=PRIMARY, arch=e["architecture"], run=e["run"])
+            + ".predictions.csv"
+            for e in severity_runs()
+        ],
+        annotated=f"{ANNOTATIONS}/images.csv",
+    output:
+        summary=f"{SEVERITY}.json",
+        plot=report(
+            f"{SEVERITY}.png",
+            caption="../report/captions/severity.rst",
+            category="Summaries",
+            labels={"protocol": PRIMARY, "content": "scores against severity"},
+        ),
+    log:
+        "logs/assess_severity.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        runs=severity_runs(),
+        n_boot=config["evaluation"]["bootstrap"],
+        seed=config["seed"],
+    script:
+        "../scripts/assess_severity.py"
+
+
 rule plot_learning_curve:
     input:
         summary=EVAL_SUMMARY,

@@ -11,11 +11,16 @@ rule explain_model:
         predictions=f"{EVAL}.predictions.csv",
         images=f"{CURATED}/images.csv",
         synthetic=ground_truth_input,
+        lungs=f"{ANNOTATIONS}/lungs.npz",
     output:
         maps=f"{EVAL}.saliency.npz",
         statistics=f"{EVAL}.saliency.json",
         # Seconds per method and per image: wall-clock, so not byte-stable across reruns.
         cost=f"{EVAL}.saliency.cost.json",
+        # Attention on the lungs the annotations draw (cxr.lung_attention) and the model
+        # randomisation sanity check (cxr.randomisation).
+        lungs=f"{EVAL}.lungs.json",
+        randomisation=f"{EVAL}.randomisation.json",
     log:
         "logs/explain_model/{protocol}/{arch}/{run}.log",
     benchmark:
@@ -40,6 +45,7 @@ rule explain_model:
                 "occlusion_stride",
                 "corner_fraction",
                 "external_per_source",
+                "randomisation_images",
             )
         },
         border_fraction=config["audit"]["border_fraction"],

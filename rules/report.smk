@@ -38,6 +38,13 @@ rule render_report:
         saliency=explained_runs(f"{EVAL}.saliency.json"),
         saliency_maps=explained_runs(f"{EVAL}.saliency.npz"),
         saliency_costs=explained_runs(f"{EVAL}.saliency.cost.json"),
+        lung_attention=explained_runs(f"{EVAL}.lungs.json"),
+        randomisation=explained_runs(f"{EVAL}.randomisation.json"),
+        lung_masks=f"{ANNOTATIONS}/lungs.npz",
+        annotation_summary=f"{ANNOTATIONS}/summary.json",
+        annotation_exclusions=f"{ANNOTATIONS}/exclusions.csv",
+        severity=f"{SEVERITY}.json",
+        severity_plot=f"{SEVERITY}.png",
         templates=report_templates(),
     output:
         html=report(

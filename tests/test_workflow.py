@@ -119,13 +119,25 @@ def test_saliency_positive_control_finds_the_marker(tiny):
         assert maps["gradcam"].shape == maps["occlusion"].shape == (len(predictions), 64, 64)
 
 
+LUNGS = SALIENCY.replace(".saliency.json", ".lungs.json")
+SEVERITY = "results/patient/eval/severity.json"
+
+
 @pytest.fixture(scope="module")
-def unconfounded(tmp_path_factory):
+def unconfounded_run(tmp_path_factory):
     """confound 0 with a strong disease signal (tests/configs/saliency.yaml): DenseNet121 on
-    the primary protocol only, up to its saliency maps."""
+    the primary protocol only, up to its saliency maps and the scores against severity."""
     workdir = tmp_path_factory.mktemp("unconfounded")
-    run_workflow(workdir, "tiny.yaml", "no_confound.yaml", "saliency.yaml", targets=(SALIENCY,))
-    return load(workdir / SALIENCY)
+    run_workflow(
+        workdir, "tiny.yaml", "no_confound.yaml", "saliency.yaml",
+        targets=(SALIENCY, SEVERITY),
+    )  # fmt: skip
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def unconfounded(unconfounded_run):
+    return load(unconfounded_run / SALIENCY)
 
 
 def test_saliency_negative_control_does_not_find_a_marker(unconfounded):
@@ -143,6 +155,80 @@ def test_pointing_game_beats_a_random_point(unconfounded):
     assert occlusion["n"] == gradcam["n"] == tp >= 10
     assert occlusion["ci95"][0] > occlusion["random_point_rate"], occlusion
     assert gradcam["value"] > gradcam["random_point_rate"], gradcam
+
+
+# ------------------------------------------------------------------ annotations
+# The generator writes the collection's three annotation files (lung boxes, lung masks, severity
+# scores) with a few bad entries. Controls: with the disease signal and no confound the maps
+# put more attribution inside the lungs than their area, and the scores rise with severity;
+# with the confound alone (no disease signal), the correlation's interval covers 0.
+
+
+def test_annotations_are_accounted_for_and_bad_entries_logged(tiny):
+    summary = load(tiny / "results/curated/annotations/summary.json")
+    exclusions = pd.read_csv(tiny / "results/curated/annotations/exclusions.csv")
+    table = pd.read_csv(tiny / "results/curated/annotations/images.csv")
+    assert summary["configured"] and summary["excluded"] == len(exclusions) > 0
+    for part in (
+        summary["files"]["masks"],
+        summary["files"]["severity"],
+        summary["files"]["boxes"]["images"],
+        summary["files"]["boxes"]["annotations"],
+    ):
+        assert part["used"] + part["logged"] == part["total"] > 0, part  # fmt: skip
+    # One of each class of planted problem is logged with its reason.
+    classes = {reason.split(":")[0] for reason in exclusions["reason"]}
+    assert {"no curated image", "named twice", "malformed", "box outside image",
+            "size mismatch"} <= classes, classes  # fmt: skip
+    assert set(table["source"]) == {"covid", "covid_later"}
+    with np.load(tiny / "results/curated/annotations/lungs.npz") as lungs:
+        assert lungs["masks"].shape[1:] == (64, 64)
+        assert set(lungs["ids"].tolist()) == set(table.loc[table["region"].notna(), "id"])
+
+
+def test_lung_attention_randomisation_and_severity_are_reported(tiny):
+    lungs = load(tiny / LUNGS)
+    assert lungs["images"] > 0
+    for method in ("gradcam", "occlusion"):
+        assert lungs["methods"][method]["verdict"] in (
+            "attention on the lungs", "outside the lungs", "no clear preference"
+        )  # fmt: skip
+    randomised = load(tiny / SALIENCY.replace(".saliency.json", ".randomisation.json"))
+    assert randomised["sample"]["images"] == 20
+    assert all(m["images"] + m["constant"] == 20 for m in randomised["methods"].values())
+    severity = load(tiny / SEVERITY)
+    assert set(severity["architectures"]) == {"MobileNet", "DenseNet121"}
+    html = (tiny / "results/report.html").read_text()
+    for anchor in (
+        'id="annotations"',
+        'id="lungs-DenseNet121"',
+        'id="randomisation-MobileNet"',
+        'id="severity"',
+    ):
+        assert anchor in html, anchor  # fmt: skip
+
+
+def test_lung_control_attention_rises_above_the_lungs_area(unconfounded_run):
+    overall = load(unconfounded_run / LUNGS)["methods"]["occlusion"]["groups"][0]
+    assert overall["by"] == "all annotated images"
+    assert overall["excess"]["ci95"][0] > 0, overall
+    assert overall["share"]["mean"] > overall["area"]["mean"]
+
+
+def test_severity_control_scores_follow_the_disease(unconfounded_run):
+    entry = load(unconfounded_run / SEVERITY)["architectures"]["DenseNet121"]
+    together = entry["subsets"]["together"]
+    assert any(together[s]["ci95"][0] > 0 for s in ("geographic_mean", "opacity_mean")), together
+    assert entry["verdict"] == "follows the disease"
+
+
+def test_severity_negative_control_covers_zero(tmp_path):
+    """The confound alone: no disease signal in the pixels, the severity scores still drawn."""
+    run_workflow(tmp_path, "tiny.yaml", "saliency.yaml", "no_signal.yaml", targets=(SEVERITY,))
+    together = load(tmp_path / SEVERITY)["architectures"]["DenseNet121"]["subsets"]["together"]
+    for score in ("geographic_mean", "opacity_mean"):
+        low, high = together[score]["ci95"]
+        assert low <= 0 <= high, (score, together[score])
 
 
 DETERMINISTIC = [
@@ -164,6 +250,12 @@ DETERMINISTIC = [
     "results/audit/leakage.json",
     SALIENCY,
     SALIENCY.replace(".json", ".npz"),
+    "results/curated/annotations/images.csv",
+    "results/curated/annotations/lungs.npz",
+    "results/curated/annotations/exclusions.csv",
+    LUNGS,
+    SALIENCY.replace(".saliency.json", ".randomisation.json"),
+    SEVERITY,
 ]
 
 

@@ -164,6 +164,7 @@ def check(config: dict) -> None:
                 raise ConfigError(f"sources.{name}: a folder source needs patient_pattern")
             check_patient_pattern(name, spec["patient_pattern"])
     check_external(sources, dataset(config).get("external_sets", {}))
+    check_annotations(sources, dataset(config).get("annotations"))
     trained = {s["label"] for s in sources.values() if s.get("role", "train") == "train"}
     if trained != labels:
         raise ConfigError(
@@ -193,6 +194,24 @@ def check_external(sources: dict[str, dict], external_sets: dict[str, list[str]]
             raise ConfigError(
                 f"external_sets.{set_name} names {wrong}, which are not external sources of "
                 f"the dataset (external: {external or 'none'})"
+            )
+
+
+def check_annotations(sources: dict[str, dict], annotations: dict | None) -> None:
+    """The annotations apply to sources of the dataset, all from the COVID-19 collection (whose
+    file names they match)."""
+    if annotations is None:
+        return
+    for name in annotations["applies_to"]:
+        if name not in sources:
+            raise ConfigError(
+                f"annotations.applies_to names {name!r}, which is not a source of the dataset "
+                f"({', '.join(sources)})"
+            )
+        if sources[name]["kind"] != "ieee8023":
+            raise ConfigError(
+                f"annotations.applies_to names {name!r}, a {sources[name]['kind']} source: the "
+                "annotations name files of the COVID-19 collection (kind ieee8023)"
             )
 
 

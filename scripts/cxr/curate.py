@@ -17,7 +17,7 @@ import pandas as pd
 
 from cxr.errors import DataError
 from cxr.images import ImageRejected, load_image, resolve_inside
-from cxr.listing import Entry, normalise_name, walk_root
+from cxr.listing import Entry, is_own, walk_root
 from cxr.sources import load_source, own_files, rule_reasons
 
 log = logging.getLogger(__name__)
@@ -462,16 +462,13 @@ def check_accounting(
     the adapter's own file, the metadata), when an entry is listed twice or is listed but not
     under the root, or when an adapter's record is lost or doubled on the way. These are bugs,
     not bad data, and must never pass silently."""
-    own_names = {normalise_name(f) for f in own}
     named = Counter(row["file"] for row in rows)
     listed = Counter(row["file"] for row in rows if row["record"] == row["file"])
     walked = {entry.path for entry in entries}
     out = Counter(row["record"] for row in rows)
     problems = {
         "in neither images.csv nor exclusions.csv": [
-            e.path
-            for e in entries
-            if e.path not in named and normalise_name(e.path) not in own_names
+            e.path for e in entries if e.path not in named and not is_own(e.path, own)
         ],
         "counted twice": [f for f, n in listed.items() if n > 1 or named[f] > n],
         "listed but not found under the root": [f for f in listed if f not in walked],

@@ -235,7 +235,7 @@ def explain_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> d
     import keras
     import tensorflow as tf
 
-    from cxr import attribution, saliency
+    from cxr import attribution, lung_attention, randomisation, saliency
     from cxr.models import preprocess
     from cxr.shards import load_images
 
@@ -244,10 +244,13 @@ def explain_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> d
     threshold = params["threshold"]
     evaluated = read_table(inputs["predictions"])
     per_source = settings["external_per_source"]
-    predictions = saliency.select_images(evaluated, per_source, params["seed"])
+    with np.load(inputs["lungs"]) as stored:
+        lungs = dict(zip(stored["ids"].tolist(), stored["masks"], strict=True))
+    predictions = saliency.select_images(evaluated, per_source, params["seed"], always=lungs)
     chosen = saliency.selection(
-        evaluated, predictions, per_source=per_source, seed=params["seed"], labels=params["labels"]
-    )
+        evaluated, predictions, per_source=per_source, seed=params["seed"],
+        labels=params["labels"], always=lungs,
+    )  # fmt: skip
     log.info(
         "mapping %d of %d images (%d left out by saliency.external_per_source: %s)",
         chosen["mapped"], chosen["images"], chosen["left_out"], per_source,
@@ -307,6 +310,36 @@ def explain_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> d
             params["architecture"], method, len(ids), spent, spent / max(1, len(ids)),
         )  # fmt: skip
 
+    # Model randomisation (cxr.randomisation): the same maps with the head's weights re-drawn
+    # from its initialisers, on a fixed sample of the mapped images, for the same class.
+    started = time.perf_counter()
+    again = randomisation.sanity_sample(ids, settings["randomisation_images"], params["seed"])
+    keras.utils.set_random_seed(params["seed"])
+    random_head = keras.models.clone_model(head)
+    classify_random = tf.function(
+        lambda x: random_head(base(x, training=False), training=False), reduce_retracing=True
+    )
+
+    def predict_random(batch: np.ndarray) -> np.ndarray:
+        out = [
+            np.asarray(classify_random(preprocess(arch, batch[i : i + per_call], size)))
+            for i in range(0, len(batch), per_call)
+        ]
+        return np.concatenate(out)[:, 1]
+
+    sample, classes = images[again], predicted[again]
+    randomised = {}
+    if again:  # saliency.randomisation_images: 0 turns the check off
+        randomised["gradcam"] = attribution.gradcam(
+            base, random_head, preprocess(arch, sample, size), classes, size=side, layer=layer
+        )
+        randomised["occlusion"] = attribution.occlusion(
+            predict_random, sample, classes, patch=patch, stride=stride, batch_size=per_call
+        )
+    seconds["randomisation"] = time.perf_counter() - started
+    log.info("%s: randomised head mapped again on %d images in %.1f s",
+             params["architecture"], len(again), seconds["randomisation"])  # fmt: skip
+
     boxes = {}
     synthetic = inputs.get("synthetic")
     if synthetic:
@@ -349,6 +382,50 @@ def explain_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> d
         },
     }
     write_json(outputs["statistics"], result)
+    frame = predictions.reset_index(drop=True).assign(
+        outcome=saliency.outcomes(predictions.reset_index(drop=True), threshold)
+    )
+    write_json(
+        outputs["lungs"],
+        {
+            "architecture": params["architecture"],
+            "protocol": params["protocol"],
+            "run": params["run"]["name"],
+            **lung_attention.lung_statistics(
+                frame,
+                {method: (found.maps, found.peaks) for method, found in maps.items()},
+                lungs,
+                labels=params["labels"],
+                n_boot=params["n_boot"],
+                seed=params["seed"],
+            ),
+        },
+    )
+    rhos = {
+        method: randomisation.rank_correlations(maps[method].maps[again], found.maps)
+        for method, found in randomised.items()
+    }
+    write_json(
+        outputs["randomisation"],
+        {
+            "architecture": params["architecture"],
+            "protocol": params["protocol"],
+            "run": params["run"]["name"],
+            "what": "the head's weights re-drawn from its layers' initialisers (seed "
+            f"{params['seed']}); the same images, the same class (the trained model's call)",
+            "sample": {
+                "images": len(again),
+                "of": len(ids),
+                "rule": "the images with the smallest SHA-256 of '<seed>:<image id>' "
+                f"(saliency.randomisation_images: {settings['randomisation_images']})",
+            },
+            "methods": {method: randomisation.summarise(rho) for method, rho in rhos.items()},
+            "per_image": [
+                {"id": ids[k], **{m: _finite_or_none(rho[j]) for m, rho in rhos.items()}}
+                for j, k in enumerate(again)
+            ],
+        },
+    )
     saliency.write_arrays(
         outputs["maps"],
         {
@@ -378,6 +455,10 @@ def explain_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> d
         },
     )
     return {**result, "seconds": seconds}
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 def _unit_scale(maps: np.ndarray) -> np.ndarray:

@@ -95,6 +95,17 @@ def normalise_name(relative: str) -> str:
     return "/".join(part for part in parts if part not in ("", "."))
 
 
+def is_own(path: str, own: list[str]) -> bool:
+    """Whether the entry `path` (relative to its root) is one of a source's own files (the
+    adapter's own_files), or under one of them that names a folder (ends in "/")."""
+    name = normalise_name(path)
+    for item in own:
+        base = normalise_name(item)
+        if name == base or (item.endswith("/") and name.startswith(base + "/")):
+            return True
+    return False
+
+
 def entry_reason(root: str | os.PathLike, entry: Entry) -> tuple[str, str]:
     """(reason, detail) an entry cannot be an input whatever its source's kind, or ('', '')
     for a regular file or a link to one inside the root (those the adapter judges)."""

@@ -180,10 +180,15 @@ def generalisation(result: dict, path: str | Path) -> None:
 
 def saliency_overlays(panels: list[dict], path: str | Path, *, title: str) -> None:
     """One row per image: the image, its Grad-CAM and its occlusion map laid over it (each
-    map over its own maximum, transparent where it is 0), titled with id, source and P."""
+    map over its own maximum, transparent where it is 0), titled with id, source and P; where
+    the annotations draw the lungs (a panel's `lungs` mask), their outline in white."""
     import numpy as np
 
-    fig, axes = plt.subplots(len(panels), 3, figsize=(6.3, 2.25 * len(panels)), squeeze=False)
+    # Constrained layout makes room for the title above the first row's captions.
+    fig, axes = plt.subplots(
+        len(panels), 3, figsize=(6.3, 2.25 * len(panels) + 0.3), squeeze=False,
+        layout="constrained",
+    )  # fmt: skip
     for row, panel in enumerate(panels):
         for col, (name, heat) in enumerate(
             (("image", None), ("Grad-CAM", panel["gradcam"]), ("occlusion", panel["occlusion"]))
@@ -198,10 +203,45 @@ def saliency_overlays(panels: list[dict], path: str | Path, *, title: str) -> No
                 if np.isfinite(x):
                     side = heat.shape[0]
                     ax.plot([x * side - 0.5], [y * side - 0.5], "w+", markersize=9, mew=2)
+            if panel.get("lungs") is not None:
+                ax.contour(np.asarray(panel["lungs"], float), levels=[0.5], colors="white",
+                           linewidths=0.9, linestyles="--")  # fmt: skip
             label = panel["label"] if col == 0 else name
             ax.set_title(label, fontsize="x-small")
     fig.suptitle(title, fontsize="small")
-    fig.tight_layout()
+    _save(fig, path)
+
+
+def severity_scores(result: dict, path: str | Path) -> None:
+    """One panel per architecture and severity score: P(disease) of each scored COVID-19
+    image against its score, test and external images apart, with rho in the title."""
+    from cxr.severity import SCORES
+
+    archs = list(result["architectures"])
+    fig, axes = plt.subplots(
+        len(SCORES), max(1, len(archs)), figsize=(3.3 * max(1, len(archs)), 5.6),
+        squeeze=False, sharey=True, layout="constrained",
+    )  # fmt: skip
+    colour = dict(zip(("test", "external"), sns.color_palette("colorblind", 2), strict=True))
+    for col, arch in enumerate(archs):
+        entry = result["architectures"][arch]
+        frame = pd.DataFrame(entry["images"])
+        for row, (score, meaning) in enumerate(SCORES.items()):
+            ax = axes[row][col]
+            for split, part in frame.groupby("split") if len(frame) else ():
+                part = part.dropna(subset=[score])
+                ax.scatter(part[score], part["probability"], s=12, alpha=0.7,
+                           color=colour.get(split), label=split)  # fmt: skip
+            together = entry["subsets"]["together"][score]
+            rho = "n/a" if together["rho"] is None else f"{together['rho']:.2f}"
+            ax.set_title(f"{arch}: rho {rho} (n={together['n']})", fontsize="small")
+            ax.set_xlabel(meaning, fontsize="small")
+            ax.set_ylim(-0.03, 1.03)
+            if col == 0:
+                ax.set_ylabel("P(disease)")
+            if row == 0 and col == 0 and len(frame):
+                ax.legend(fontsize="x-small")
+    fig.suptitle("Model scores against the experts' severity scores (COVID-19 images)")
     _save(fig, path)
 
 

@@ -98,10 +98,13 @@ def sample_key(seed: int, image_id: str) -> str:
     return hashlib.sha256(f"{seed}:{image_id}".encode()).hexdigest()
 
 
-def select_images(predictions: pd.DataFrame, per_source: int | None, seed: int) -> pd.DataFrame:
+def select_images(
+    predictions: pd.DataFrame, per_source: int | None, seed: int, always=()
+) -> pd.DataFrame:
     """The rows whose images are mapped, in the predictions' order: every test image, and of
     each external source at most `per_source` images per class (label), those with the
-    smallest sample_key (ties by id); None keeps every image. The same images for every
+    smallest sample_key (ties by id), and every image whose id is in `always` (those with a
+    lung region in the annotations); None keeps every image. The same images for every
     architecture and run: `seed` is the workflow's, not a run's."""
     frame = predictions.reset_index(drop=True)
     keep = np.ones(len(frame), bool)
@@ -113,6 +116,7 @@ def select_images(predictions: pd.DataFrame, per_source: int | None, seed: int) 
         ordered = external.assign(_key=keys).sort_values(["_key", "id"])
         rank = ordered.groupby(["source", "label"], sort=False).cumcount()
         keep[rank.index.to_numpy()] = (rank < per_source).to_numpy()
+        keep |= frame["id"].isin(set(always)).to_numpy()
     return frame[keep].reset_index(drop=True)
 
 
@@ -123,10 +127,11 @@ def selection(
     per_source: int | None,
     seed: int,
     labels: dict,
+    always=(),
 ) -> dict:
     """For the statistics JSON: the rule that chose the `mapped` rows among `predictions`
-    (select_images), and per split, source and class the images, those mapped and those left
-    out."""
+    (select_images, with `always`), and per split, source and class the images, those mapped
+    and those left out."""
     names = {1: labels["positive"], 0: labels["negative"]}
     chosen = set(mapped["id"])
     groups = []
@@ -146,6 +151,10 @@ def selection(
             f"class: those with the smallest SHA-256 of '{seed}:<image id>' "
             f"(saliency.external_per_source: {per_source}; seed: {seed})"
         )
+        external = predictions[predictions["split"] == "external"]
+        if external["id"].isin(set(always)).any():
+            # Said only where it applies, so that data without annotations keep their text.
+            rule += "; and every external image with a lung region in the annotations"
     total = sum(g["images"] for g in groups)
     done = sum(g["mapped"] for g in groups)
     return {

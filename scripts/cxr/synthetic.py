@@ -21,12 +21,22 @@ lists them as `coloured_marks`. Marks come from streams of their own: they chang
 Where each opacity, marker and arrow was drawn is written beside the three folders, in
 `ground_truth.csv` (never inside a source root, where curation must account for every file): the
 truth that saliency maps are checked against. Training never reads it.
+
+The collection's expert annotations, which its snapshots ship from April 2020 on, are written as
+its `annotations/` folder (`write_annotations`): lung boxes (COCO JSON), lung masks (lungVAE
+PNGs) and severity scores (CSV) of the COVID-19 PA X-rays free of planted faults, derived from the
+lungs and opacities each picture was drawn with (`render_chest`'s `findings`; the severity rule is
+`severity_scores`). Each file covers its own share of the images and carries one bad entry of
+each class a reader must catch, listed in the summary under `annotations`. The folder goes under
+the later snapshot's root, covering the first snapshot's files copied there too, or under the
+first snapshot's root when there is no later one. A stream of its own: no other file changes.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -52,6 +62,11 @@ GROUND_TRUTH_COLUMNS = ["source_dir", "file", "kind", "x0", "y0", "x1", "y1", "c
 HEALTHY_DIR = "kermany-normal"
 EXTERNAL_DIR = "nih-nofinding"
 LATER_DIR = "covid-chestxray-dataset-later"
+# The annotation files of the collection's later snapshots, under the collection's root.
+ANNOTATIONS_DIR = "annotations"
+BOXES_FILE = "imageannotation_ai_lung_bounding_boxes.json"
+MASKS_DIR = "lungVAE-masks"
+SEVERITY_FILE = "covid-severity-scores.csv"
 SCRIPT_NOTE = "<script>alert(1)</script>"
 ARROW_RGB = (220, 30, 30)  # the red of the arrows that published figures point at findings with
 BORDER = 0.125  # outer strip (fraction of each side) that holds no lung content
@@ -188,12 +203,17 @@ def render_chest(
     marker: float = 0.0,
     ct: bool = False,
     planted: list[dict] | None = None,
+    findings: dict | None = None,
 ) -> np.ndarray:
     """Draw one chest-like 8-bit grayscale picture of `anatomy` (drawn from `rng` if None, a CT
     slice's if `ct`): dark lungs on a bright body, opacities in the lungs scaled by `signal`, an
     "R" marker in the top-left corner scaled by `marker`. `rng` draws what varies between images
     of one patient: pose, opacities, gain, noise, marker. When `planted` is a list, one
-    ground-truth row per opacity and marker drawn is appended to it (the pixels do not change)."""
+    ground-truth row per opacity and marker drawn is appended to it; when `findings` is a dict, it
+    receives `lungs`, the two lung ellipses (cx, cy, ax, ay) in [0, 1] image coordinates, left-hand
+    lung first, and `opacities`, (cx, cy, sigma, amplitude) of each opacity planted, its amplitude
+    before the scaling by `signal` (listed at `signal` 0 too, where none shows). Neither changes a
+    pixel or a random draw."""
     if anatomy is None:
         anatomy = Anatomy.draw(rng, ct=ct)
     elif anatomy.ct != ct:
@@ -207,11 +227,16 @@ def render_chest(
     # `signal` or `marker` share everything else (anatomy, gain, noise).
     blob_rng = np.random.default_rng(rng.integers(2**63))
     marker_corner = rng.uniform(0.01, 0.025, size=2)
-    if signal > 0:
-        centres = anatomy.lung_centres(pose)
-        image = _add_opacities(
-            image, lungs, centres, anatomy.lung_axes, signal, blob_rng, xx, yy, planted
-        )
+    centres = anatomy.lung_centres(pose)
+    if findings is not None:
+        findings["lungs"] = [(cx, cy, *anatomy.lung_axes) for cx, cy in centres]
+    if signal > 0 or findings is not None:
+        # blob_rng serves the opacities only: drawing them at signal 0 changes nothing else.
+        blobs = _draw_opacities(blob_rng, centres, anatomy.lung_axes)
+        if findings is not None:
+            findings["opacities"] = [_floats(blob) for blob in blobs]
+        if signal > 0:
+            image = _add_opacities(image, lungs, blobs, signal, xx, yy, planted)
     # Per-image gain and offset dwarf what the local opacities add to the global mean and std.
     image = rng.uniform(-0.08, 0.08) + rng.uniform(0.8, 1.2) * image
     if marker > 0:
@@ -254,11 +279,11 @@ def _box_row(kind: str, x0: float, y0: float, x1: float, y1: float) -> dict:
             "cx": (x0 + x1) / 2, "cy": (y0 + y1) / 2, "sigma": None}  # fmt: skip
 
 
-def _add_opacities(
-    image, lungs, centres, lung_axes, signal, rng, xx, yy, planted=None
-) -> np.ndarray:
-    """Add 3-6 bright blobs inside the lungs, keeping the picture's mean and std."""
-    blobs = np.zeros_like(image)
+def _draw_opacities(
+    rng: np.random.Generator, centres: list[tuple[float, float]], lung_axes: tuple[float, float]
+) -> list[tuple]:
+    """(cx, cy, sigma, amplitude) of 3-6 opacities, each centred inside one lung."""
+    blobs = []
     for _ in range(int(rng.integers(3, 7))):
         cx, cy = centres[int(rng.integers(2))]
         angle, radius = rng.uniform(0, 2 * np.pi), 0.75 * np.sqrt(rng.random())
@@ -266,18 +291,27 @@ def _add_opacities(
         by = cy + radius * lung_axes[1] * np.sin(angle)
         sigma = rng.uniform(0.03, 0.055)
         amplitude = rng.uniform(0.18, 0.3)
-        blobs += amplitude * np.exp(-((xx - bx) ** 2 + (yy - by) ** 2) / (2 * sigma**2))
+        blobs.append((bx, by, sigma, amplitude))
+    return blobs
+
+
+def _add_opacities(image, lungs, blobs, signal, xx, yy, planted=None) -> np.ndarray:
+    """Add the bright blobs (`_draw_opacities`) inside the lungs, keeping the picture's mean and
+    std."""
+    added = np.zeros_like(image)
+    for bx, by, sigma, amplitude in blobs:
+        added += amplitude * np.exp(-((xx - bx) ** 2 + (yy - by) ** 2) / (2 * sigma**2))
         if planted is not None:
             bx, by, sigma = float(bx), float(by), float(sigma)
             box = _box_row(
                 "opacity", bx - 2 * sigma, by - 2 * sigma, bx + 2 * sigma, by + 2 * sigma
             )
             planted.append({**box, "sigma": sigma})
-    blobs *= signal * lungs
+    added *= signal * lungs
     # Darken the lungs by what the opacities add, so the lungs' mean (hence the image's) stays
     # that of a healthy image: the signal is local texture, not a brightness shift.
     plain_std = image.std()
-    image = image + blobs - lungs * blobs.sum() / (lungs * lungs).sum()
+    image = image + added - lungs * added.sum() / (lungs * lungs).sum()
     # Same for the spread: rescale about the (unchanged) mean to the healthy image's std.
     return image.mean() + (image - image.mean()) * plain_std / image.std()
 
@@ -509,16 +543,23 @@ def _extension(style: _Style, rng: np.random.Generator) -> str:
 
 
 def _write_disease(
-    root: Path, rows: list[dict], seed: int, signal: float, truth: list[dict]
+    root: Path,
+    rows: list[dict],
+    seed: int,
+    signal: float,
+    truth: list[dict],
+    drawn: list[dict] | None = None,
 ) -> dict:
     """Write images/ and metadata.csv; return the planted faults by file name. Appends to
-    `truth` what each written file has planted in it."""
+    `truth` what each written file has planted in it, and to `drawn` its lungs and opacities
+    (`_drawn`)."""
     images = root / "images"
     images.mkdir(parents=True, exist_ok=True)
     name_rng = np.random.default_rng([seed, 99])
     faults: dict = {}
     written: dict[int, bytes] = {}
     planted_in: dict[int, list[dict]] = {}
+    findings_in: dict[int, dict] = {}
     # Copies last, so that the picture they copy has been drawn.
     order = sorted(range(len(rows)), key=lambda i: rows[i].get("_fault") == "duplicate")
     for index in order:
@@ -534,12 +575,14 @@ def _write_disease(
             row["filename"] = row["_stem"] + Path(source["filename"]).suffix
             data = written[id(source)]
             planted = planted_in[id(source)]
+            findings = findings_in[id(source)]
             faults["duplicate_pair"] = [source["filename"], row["filename"]]
         else:
-            planted = []
-            data = _encode(_render_disease(row, index, seed, signal, planted), style)
+            planted, findings = [], {}
+            data = _encode(_render_disease(row, index, seed, signal, planted, findings), style)
             written[id(row)] = data
             planted_in[id(row)] = planted
+            findings_in[id(row)] = findings
         if fault == "corrupt":
             data = data[: len(data) // 2]  # truncated download: header decodes, pixels do not
             faults["corrupt_file"] = row["filename"]
@@ -552,6 +595,8 @@ def _write_disease(
         (images / row["filename"]).write_bytes(data)
         file = f"images/{row['filename']}"
         truth.extend({"source_dir": root.name, "file": file, **item} for item in planted)
+        if drawn is not None:
+            drawn.append(_drawn(root.name, row["filename"], style, findings, row, fault or ""))
     names = [r["filename"] for r in rows]
     if len(set(names)) != len(names):
         raise AssertionError("synthetic disease file names collide")  # a bug here, not user data
@@ -564,15 +609,21 @@ def _write_disease(
 
 
 def _render_disease(
-    row: dict, index: int, seed: int, signal: float, planted: list[dict] | None = None
+    row: dict,
+    index: int,
+    seed: int,
+    signal: float,
+    planted: list[dict] | None = None,
+    findings: dict | None = None,
 ) -> np.ndarray:
     """One disease image of the row's patient (a CT slice keeps a look of its own), with a red
-    arrow if the row is marked."""
+    arrow if the row is marked (`planted`, `findings`: as `render_chest`)."""
     style = row["_style"]
     anatomy = None if row["_ct"] else _patient_anatomy(seed, 1, int(row["Patientid"]))
     pixels = render_chest(
         _image_rng(seed, 1, index), style.width, style.height,
         anatomy=anatomy, signal=signal, marker=style.marker, ct=row["_ct"], planted=planted,
+        findings=findings,
     )  # fmt: skip
     if row.get("_mark"):
         pixels = _draw_arrow(pixels, anatomy, _image_rng(seed, 6, index), planted)
@@ -688,8 +739,9 @@ def generate_synthetic(
     n_later_patients: int = 0,
 ) -> dict:
     """Write the three synthetic sources under `out_dir`, and with `n_later_patients` a later
-    snapshot of the disease source (`write_later_snapshot`); return a JSON-safe summary of counts
-    and planted faults. Same arguments give byte-identical files."""
+    snapshot of the disease source (`write_later_snapshot`), the collection's annotations/ in the
+    latest snapshot (`write_annotations`); return a JSON-safe summary of counts and planted faults.
+    Same arguments give byte-identical files."""
     out_dir = Path(out_dir)
     _check_args(
         out_dir, seed, n_disease_patients, n_healthy_patients, n_external_patients, image_size,
@@ -701,7 +753,8 @@ def generate_synthetic(
     _plant_disease_faults(plan_rng, rows)
     _choose_marks(rows, seed, marks)
     truth: list[dict] = []
-    disease_faults = _write_disease(out_dir / DISEASE_DIR, rows, seed, signal, truth)
+    drawn: list[dict] = []
+    disease_faults = _write_disease(out_dir / DISEASE_DIR, rows, seed, signal, truth, drawn)
 
     healthy_files = _healthy_plan(plan_rng, n_healthy_patients)
     healthy_faults, n_confounded = _write_healthy(
@@ -726,9 +779,14 @@ def generate_synthetic(
         later = write_later_snapshot(
             out_dir / LATER_DIR, out_dir / DISEASE_DIR, rows,
             seed=seed, n_patients=n_later_patients, image_size=image_size, signal=signal,
-            truth=truth,
+            truth=truth, drawn=drawn,
         )  # fmt: skip
     write_ground_truth(out_dir / GROUND_TRUTH_FILE, truth)
+    # The collection's annotations came with its later snapshots and cover the earlier files too.
+    annotated = LATER_DIR if n_later_patients else DISEASE_DIR
+    annotations = write_annotations(
+        out_dir / annotated, [d for d in drawn if d["source_dir"] == annotated], seed=seed
+    )
 
     def counts(values) -> dict[str, int]:
         keys, n = np.unique(np.asarray(values, dtype=str), return_counts=True)
@@ -770,6 +828,7 @@ def generate_synthetic(
             "patients": len({pid for pid, _ in external_files}),
         },
         "later": later,
+        "annotations": annotations,
     }
 
 
@@ -819,6 +878,7 @@ def write_later_snapshot(
     image_size: int,
     signal: float,
     truth: list[dict] | None = None,
+    drawn: list[dict] | None = None,
 ) -> dict:
     """A later snapshot of the disease source, as the collection grew after March 2020: every
     row and file of the first snapshot (`first_rows`, the files under `first_root`) in the
@@ -830,8 +890,9 @@ def write_later_snapshot(
       patient ids, which only the pixels reveal;
     - 2 new non-COVID rows (hierarchical findings) that the curation rules exclude.
     Streams of its own: the first snapshot's files do not change. What each file has planted
-    in it is appended to `truth` (ground-truth rows), as for the first snapshot. Returns a
-    summary."""
+    in it is appended to `truth` (ground-truth rows), and its lungs and opacities to `drawn`
+    (`_drawn`; a copy, re-uploads included, takes those recorded when its picture was first drawn),
+    as for the first snapshot. Returns a summary."""
     images = root / "images"
     images.mkdir(parents=True, exist_ok=True)
     truth = [] if truth is None else truth
@@ -844,6 +905,14 @@ def write_later_snapshot(
         for row in planted_in.get(original, []):
             truth.append({**row, "source_dir": LATER_DIR, "file": name})
 
+    drawn = [] if drawn is None else drawn
+    drawn_in = {d["file_name"]: d for d in drawn if d["source_dir"] == first_root.name}
+
+    def copy_drawn(original: str, name: str, row: dict | None = None) -> None:
+        if original in drawn_in:
+            entry = {**drawn_in[original], "source_dir": LATER_DIR, "file_name": name}
+            drawn.append(entry if row is None else {**entry, "metadata": _image_metadata(row)})
+
     rng = np.random.default_rng([seed, 7])
     rows = [_later_row(row) for row in first_rows]
     for row in first_rows:  # the files as they are, including the planted faults
@@ -851,6 +920,7 @@ def write_later_snapshot(
         if source.is_file():
             (images / row["filename"]).write_bytes(source.read_bytes())
             copy_truth(f"images/{row['filename']}", f"images/{row['filename']}")
+            copy_drawn(row["filename"], row["filename"])
     usable = [
         r for r in first_rows
         if r["finding"] == "COVID-19" and r["view"] == "PA" and r["modality"] == "X-ray"
@@ -867,13 +937,16 @@ def write_later_snapshot(
         covid = finding.endswith("COVID-19")
         name = f"{stem}.png"
         planted: list[dict] = []
+        findings: dict = {}
         pixels = render_chest(
             _image_rng(seed, 9, index), style.width, style.height,
             anatomy=anatomy, signal=signal if covid else 0.5 * signal, planted=planted,
+            findings=findings,
         )  # fmt: skip
         truth.extend({"source_dir": LATER_DIR, "file": f"images/{name}", **b} for b in planted)
         (images / name).write_bytes(_encode(pixels, style))
         rows.append(_new_row(rng, patient, finding, view, name, index))
+        drawn.append(_drawn(LATER_DIR, name, style, findings, rows[-1]))
         index += 1
         return name
 
@@ -896,6 +969,7 @@ def write_later_snapshot(
         (images / name).write_bytes((first_root / "images" / original["filename"]).read_bytes())
         copy_truth(f"images/{original['filename']}", f"images/{name}")
         rows.append(_new_row(rng, pid, "Pneumonia/Viral/COVID-19", "PA", name, index))
+        copy_drawn(original["filename"], name, rows[-1])  # same picture, another patient id
         summary["reuploads"][name] = original["filename"]
     other = first_pid + n_patients + 2
     for finding, view in (("Pneumonia/Bacterial/Streptococcus", "PA"), ("No Finding", "PA")):
@@ -923,4 +997,318 @@ def _new_row(
         "location": _LATER_LOCATION, "folder": "images", "filename": name,
         "doi": "", "url": f"https://example.org/synthetic/later-{index}", "license": "CC BY",
         "clinical_notes": "", "other_notes": "",
+    }  # fmt: skip
+
+
+# The annotations/ folder of the collection's later snapshots: lung boxes (COCO), lung masks and
+# severity scores. Each covers its own share of the COVID-19 PA X-rays, as in the real folder.
+_BOXES_SHARE, _MASKS_SHARE, _SEVERITY_SHARE = 0.8, 0.7, 0.85
+_BOXES_HEAD = {
+    "info": {"description": "synthetic lung bounding boxes (seeded): the lung ellipses drawn",
+             "url": "", "creator": "cxr.synthetic", "date_created": "04/02/2020"},
+    "licenses": [{"url": "https://creativecommons.org/licenses/by/4.0/", "id": 1,
+                  "name": "Attribution License"}],
+    # Category 1 is the patient's right lung: on the image's left, as radiographs are shown.
+    "categories": [{"supercategory": "Lungs", "id": 1, "name": "Right Lung"},
+                   {"supercategory": "Lungs", "id": 2, "name": "Left Lung"}],
+}  # fmt: skip
+SEVERITY_COLUMNS = ["filename", "geographic_mean", "opacity_mean"]
+# The real file's comment lines, padded with commas to the header's three fields (no comma
+# inside: a reader that does not skip them sees three fields).
+_SEVERITY_COMMENTS = [
+    "## Synthetic severity scores (seeded): computed from the opacities drawn; not rated",
+    "## License: CC BY 4.0",
+    "## Citation: synthetic data of cxr.synthetic (severity_scores)",
+    "## geographic_extent_mean: extent of lung involvement by the opacities; both lungs; 0 to 8.",
+    "## opacity_mean: degree of opacity; both lungs; 0 to 6.",
+]
+OPACITY_FULL = 0.3  # an opacity's amplitude (before `signal`) that scores the full 3 of a lung
+_NOT_A_NUMBER = "3-4"  # a rater's range where a number belongs: the planted non-numeric value
+
+
+def _image_metadata(row: dict) -> dict:
+    """The metadata an annotation file's images[] carries, from a row of either metadata layout;
+    findings as the collection named them in April 2020 ('COVID-19', not hierarchical)."""
+    patient = row["Patientid"] if "Patientid" in row else row["patientid"]
+    return {"patientid": patient, "offset": row["offset"], "sex": row["sex"], "age": row["age"],
+            "finding": row["finding"].rsplit("/", 1)[-1], "view": row["view"],
+            "modality": row["modality"]}  # fmt: skip
+
+
+def _drawn(
+    source_dir: str, name: str, style: _Style, findings: dict, row: dict, fault: str = ""
+) -> dict:
+    """What one written file shows, for its annotations: `write_annotations`' `drawn` entry."""
+    return {"source_dir": source_dir, "file_name": name, "width": style.width,
+            "height": style.height, "metadata": _image_metadata(row), "fault": fault,
+            "lungs": findings["lungs"], "opacities": findings["opacities"]}  # fmt: skip
+
+
+def severity_scores(
+    lungs: list[tuple[float, ...]], opacities: list[tuple[float, ...]], *, grid: int = 64
+) -> tuple[float, float]:
+    """(geographic_mean, opacity_mean) of what was drawn, on the raters' scales. Each opacity
+    (cx, cy, sigma, amplitude) belongs to the lung (cx, cy, ax, ay) whose ellipse holds its centre
+    deepest. Per lung, geographic extent = 4 x the share of the ellipse's area inside its
+    opacities' discs of radius 2 sigma (where the Gaussian is down to 14%), counted on a `grid` x
+    `grid` grid over the ellipse's bounding box and clipped to [0, 1]; opacity = 3 x min(1, its
+    largest amplitude / OPACITY_FULL), 0 for a lung without opacities. Both are summed over the
+    two lungs (0-8, 0-6) and rounded to 1 decimal. Amplitudes are those before `signal`: the
+    severity planted, which varies at signal 0 too (the negative control: scores, no pixels)."""
+    depth = np.array([[((bx - cx) / ax) ** 2 + ((by - cy) / ay) ** 2 for cx, cy, ax, ay in lungs]
+                      for bx, by, *_ in opacities]).reshape(len(opacities), len(lungs))  # fmt: skip
+    owner = depth.argmin(axis=1) if len(opacities) else np.zeros(0, dtype=int)
+    u = (np.arange(grid) + 0.5) / grid * 2.0 - 1.0  # the bounding box, in units of the axes
+    inside = u[None, :] ** 2 + u[:, None] ** 2 <= 1.0
+    geographic = opacity = 0.0
+    for k, (cx, cy, ax, ay) in enumerate(lungs):
+        mine = [blob for blob, lung in zip(opacities, owner, strict=True) if lung == k]
+        if not mine:
+            continue
+        x, y = cx + ax * u[None, :], cy + ay * u[:, None]
+        covered = np.zeros_like(inside)
+        for bx, by, sigma, _amplitude in mine:
+            covered |= (x - bx) ** 2 + (y - by) ** 2 <= (2.0 * sigma) ** 2
+        share = (covered & inside).sum() / inside.sum()
+        geographic += 4.0 * float(np.clip(share, 0.0, 1.0))
+        opacity += 3.0 * min(1.0, max(blob[3] for blob in mine) / OPACITY_FULL)
+    return round(geographic, 1), round(opacity, 1)
+
+
+def lung_box(lung: tuple[float, ...], width: int, height: int) -> list[int]:
+    """[x, y, width, height] in pixels: the smallest whole-pixel box around the lung ellipse
+    (cx, cy, ax, ay in [0, 1] image coordinates), clipped to the image."""
+    cx, cy, ax, ay = lung
+    x0, x1 = max(0, int(np.floor((cx - ax) * width))), min(width, int(np.ceil((cx + ax) * width)))
+    y0 = max(0, int(np.floor((cy - ay) * height)))
+    y1 = min(height, int(np.ceil((cy + ay) * height)))
+    return [x0, y0, x1 - x0, y1 - y0]
+
+
+def lung_mask(lungs: list[tuple[float, ...]], width: int, height: int) -> np.ndarray:
+    """The lung ellipses as an 8-bit picture, 255 inside (pixel centres, as `render_chest`)."""
+    x = (np.arange(width) + 0.5) / width
+    y = (np.arange(height) + 0.5) / height
+    inside = np.zeros((height, width), dtype=bool)
+    for cx, cy, ax, ay in lungs:
+        inside |= ((x[None, :] - cx) / ax) ** 2 + ((y[:, None] - cy) / ay) ** 2 <= 1.0
+    return np.where(inside, 255, 0).astype(np.uint8)
+
+
+def _annotatable(root: Path, entry: dict) -> bool:
+    """A COVID-19 PA X-ray free of planted faults whose file is under `root`/images."""
+    meta = entry["metadata"]
+    return (
+        (meta["finding"], meta["view"], meta["modality"]) == ("COVID-19", "PA", "X-ray")
+        and not entry["fault"]
+        and (root / "images" / entry["file_name"]).is_file()
+    )
+
+
+def write_annotations(root: Path, drawn: list[dict], *, seed: int) -> dict:
+    """Write the collection's annotations/ folder under `root` for the COVID-19 PA X-rays of
+    `drawn` (one entry per file under `root`/images, as `_drawn` makes them: file_name, width,
+    height, metadata, fault, lungs, opacities) free of planted faults whose file exists: lung
+    boxes for ~80% of them, lung masks for another ~70% (some have only one of the two), severity
+    scores (`severity_scores`) for ~85%. Each file carries one bad entry of each class that a
+    reader must catch. Returns, per file, its path under `root`, the images it covers and the bad
+    entries planted. A stream of its own: no other file changes."""
+    root = Path(root)
+    images = sorted((d for d in drawn if _annotatable(root, d)), key=lambda d: d["file_name"])
+    names = [d["file_name"] for d in images]
+    if not images:
+        raise DataError(f"{root / 'images'}: no COVID-19 PA X-ray drawn there to annotate")
+    if len(set(names)) != len(names):
+        raise AssertionError("an image drawn twice under one name")  # a bug here, not user data
+    rng = np.random.default_rng([seed, 11])
+    n = len(images)
+    order = rng.permutation(n)
+    # Masks from the other end of one order than boxes: some images get only boxes, some only
+    # masks, most both.
+    boxed = sorted(order[: round(_BOXES_SHARE * n)])
+    masked = sorted(order[n - round(_MASKS_SHARE * n) :])
+    scored = sorted(rng.permutation(n)[: round(_SEVERITY_SHARE * n)])
+    on_disk = {path.name for path in (root / "images").iterdir()}
+    folder = root / ANNOTATIONS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    return {
+        "dir": root.name,
+        "images": names,
+        "boxes": _write_boxes(folder / BOXES_FILE, [images[i] for i in boxed], rng, on_disk),
+        "masks": _write_masks(folder / MASKS_DIR, [images[i] for i in masked], rng, on_disk),
+        "severity": _write_severity(
+            folder / SEVERITY_FILE, [images[i] for i in scored], rng, on_disk
+        ),
+    }
+
+
+def _unknown_name(rng: np.random.Generator, on_disk: set[str], suffix: str) -> str:
+    """A GUID-like file name that no file under images/ has, stem included."""
+    stems = {Path(name).stem for name in on_disk}
+    while True:
+        stem = _hex_name(rng)
+        if stem not in stems:
+            return stem + suffix
+
+
+def _coco_entry(entry: dict) -> tuple[dict, list[dict]]:
+    """One images[] entry and its two lung boxes, ids to be numbered."""
+    width, height, meta = entry["width"], entry["height"], entry["metadata"]
+    image = {"license": 1, "file_name": entry["file_name"], "height": height, "width": width,
+             "id": 0, "metadata": dict(meta)}  # fmt: skip
+    attributes = {"Finding": [meta["finding"]], "View": [meta["view"]]}
+    boxes = []
+    for category, lung in enumerate(entry["lungs"], start=1):
+        bbox = lung_box(lung, width, height)
+        area = bbox[2] * bbox[3]
+        boxes.append({"segmentation": [], "area": area, "image_id": 0, "bbox": bbox, "id": 0,
+                      "category_id": category, "attributes": dict(attributes)})  # fmt: skip
+    return image, boxes
+
+
+def _write_boxes(
+    path: Path, images: list[dict], rng: np.random.Generator, on_disk: set[str]
+) -> dict:
+    """The COCO file of lung boxes, with its bad entries: an unknown file, a file named twice, a
+    non-numeric coordinate, an unknown category, a box past the image's edge, a wrong size."""
+    entries = [_coco_entry(d) for d in images]
+    n = len(entries)
+    picks = rng.choice(n, 5, replace=n < 5)
+    twice, non_numeric, unknown_category, outside, resized = (entries[i] for i in picks)
+    copy = _coco_entry(images[picks[0]])  # as it was: before the changes below
+    # With fewer than five images some share one, so each change takes a box of its own, and
+    # the third box spans the first two before any of them changes.
+    (x0, y0, w0, h0), (x1, y1, w1, h1) = (box["bbox"] for box in unknown_category[1][:2])
+    left, top = min(x0, x1), min(y0, y1)
+    right, bottom = max(x0 + w0, x1 + w1), max(y0 + h0, y1 + h1)
+    unknown_category[1].append(
+        dict(unknown_category[1][0], bbox=[left, top, right - left, bottom - top],
+             area=(right - left) * (bottom - top), category_id=3)
+    )  # fmt: skip
+    non_numeric[1][0]["bbox"][int(rng.integers(4))] = "n/a"
+    width = outside[0]["width"]
+    x, y, w, h = outside[1][1]["bbox"]
+    outside[1][1]["bbox"] = [width - w // 2, y, w, h]
+    actual = [resized[0]["width"], resized[0]["height"]]
+    resized[0]["width"], resized[0]["height"] = round(1.5 * actual[0]), round(1.5 * actual[1])
+    entries.insert(int(rng.integers(picks[0] + 1, n + 1)), copy)
+    stranger = _coco_entry(images[int(rng.integers(n))])
+    stranger[0]["file_name"] = _unknown_name(rng, on_disk, ".jpg")
+    entries.insert(int(rng.integers(len(entries) + 1)), stranger)
+    annotations = []
+    for image_id, (image, boxes) in enumerate(entries, start=1):
+        image["id"] = image_id
+        for box in boxes:
+            box["image_id"], box["id"] = image_id, len(annotations) + 1
+            annotations.append(box)
+    with atomic_open(path, "w", encoding="utf-8") as handle:
+        # Laid out as the collection's file: one line per image and per box.
+        handle.write("{\n")
+        for key, value in _BOXES_HEAD.items():
+            handle.write(f'  "{key}": {json.dumps(value)},\n')
+        handle.write('  "images": [\n    ')
+        handle.write(",\n    ".join(json.dumps(image) for image, _ in entries))
+        handle.write('\n  ],\n  "annotations": [\n    ')
+        handle.write(",\n    ".join(json.dumps(box) for box in annotations))
+        handle.write("\n  ]\n}\n")
+
+    def where(entry: tuple[dict, list[dict]], box: int | None = None) -> dict:
+        found = {"file_name": entry[0]["file_name"], "image_id": entry[0]["id"]}
+        return found if box is None else {**found, "annotation_id": entry[1][box]["id"]}
+
+    return {
+        "path": f"{ANNOTATIONS_DIR}/{BOXES_FILE}",
+        "images": sorted(d["file_name"] for d in images),
+        "bad": {
+            "unknown_file": where(stranger),
+            "duplicate_file_name": {
+                "file_name": copy[0]["file_name"],
+                "image_ids": [twice[0]["id"], copy[0]["id"]],
+            },
+            "non_numeric_bbox": {**where(non_numeric, 0), "bbox": non_numeric[1][0]["bbox"]},
+            "unknown_category": {**where(unknown_category, 2), "category_id": 3},
+            "box_outside_image": {
+                **where(outside, 1),
+                "bbox": outside[1][1]["bbox"],
+                "width": width,
+            },
+            "wrong_image_size": {
+                **where(resized),
+                "listed": [resized[0]["width"], resized[0]["height"]],
+                "actual": actual,
+            },
+        },
+    }
+
+
+def _write_masks(
+    folder: Path, images: list[dict], rng: np.random.Generator, on_disk: set[str]
+) -> dict:
+    """One lung mask per image, with its bad entries: a mask at half its image's size, a mask of
+    a file that is not in the collection."""
+    folder.mkdir(parents=True, exist_ok=True)
+    wrong = int(rng.integers(len(images)))
+    written: dict[str, str] = {}
+    for k, entry in enumerate(images):
+        width, height = entry["width"], entry["height"]
+        name = f"{Path(entry['file_name']).stem}_mask.png"
+        if k == wrong:  # drawn on a downscaled copy of the image
+            width, height = max(1, width // 2), max(1, height // 2)
+            wrong_size = {"file_name": entry["file_name"], "mask": name, "size": [width, height],
+                          "image_size": [entry["width"], entry["height"]]}  # fmt: skip
+        if name in written:
+            raise AssertionError(f"two images share the mask name {name}")  # a bug here
+        _save_mask(folder / name, lung_mask(entry["lungs"], width, height))
+        written[name] = entry["file_name"]
+    model = images[int(rng.integers(len(images)))]
+    stranger = _unknown_name(rng, on_disk, "_mask.png")
+    _save_mask(folder / stranger, lung_mask(model["lungs"], model["width"], model["height"]))
+    return {
+        "path": f"{ANNOTATIONS_DIR}/{MASKS_DIR}",
+        "images": sorted(written.values()),
+        "bad": {"wrong_size": wrong_size, "unknown_file": {"mask": stranger}},
+    }
+
+
+def _save_mask(path: Path, mask: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    Image.fromarray(mask, mode="L").save(buffer, format="PNG")
+    path.write_bytes(buffer.getvalue())
+
+
+def _write_severity(
+    path: Path, images: list[dict], rng: np.random.Generator, on_disk: set[str]
+) -> dict:
+    """The severity scores, with their bad rows: a non-numeric value, a value out of range, a
+    row given twice, a row of a file that is not in the collection."""
+    scores = [
+        [f"{value:.1f}" for value in severity_scores(entry["lungs"], entry["opacities"])]
+        for entry in images
+    ]
+    rows = [[entry["file_name"], *values] for entry, values in zip(images, scores, strict=True)]
+    n = len(rows)
+    non_numeric, out_of_range, twice = (int(i) for i in rng.choice(n, 3, replace=n < 3))
+    copy = list(rows[twice])
+    rows[non_numeric][2] = _NOT_A_NUMBER
+    rows[out_of_range][1] = "9.5"
+    rows.insert(int(rng.integers(twice + 1, n + 1)), copy)
+    stranger = [_unknown_name(rng, on_disk, ".png"), *scores[int(rng.integers(n))]]
+    rows.insert(int(rng.integers(len(rows) + 1)), stranger)
+    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
+        for comment in _SEVERITY_COMMENTS:
+            handle.write(comment + "," * (len(SEVERITY_COLUMNS) - 1) + "\n")
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(SEVERITY_COLUMNS)
+        writer.writerows(rows)
+    return {
+        "path": f"{ANNOTATIONS_DIR}/{SEVERITY_FILE}",
+        "images": sorted(entry["file_name"] for entry in images),
+        "bad": {
+            "non_numeric": {"filename": images[non_numeric]["file_name"],
+                            "column": "opacity_mean", "value": _NOT_A_NUMBER},
+            "out_of_range": {"filename": images[out_of_range]["file_name"],
+                             "column": "geographic_mean", "value": 9.5},
+            "duplicate_row": {"filename": copy[0]},
+            "unknown_file": {"filename": stranger[0]},
+        },
     }  # fmt: skip

@@ -14,6 +14,7 @@ import jinja2
 
 from cxr.io import atomic_open, read_json, read_table, sha256_file
 from cxr.report import (
+    annotations,
     caveats,
     checklist,
     data,
@@ -155,8 +156,10 @@ def build_context(
             maps=inputs.get("saliency_maps", []),
             costs=inputs.get("saliency_costs", []),
             overlays=overlays,
+            lungs=inputs.get("lung_masks"),
         )
     )
+    add(annotations.context(inputs))
     add(
         caveats.context(
             runs=runs,
@@ -181,6 +184,9 @@ def build_context(
             generalisation=context["generalisation"],
             repeated=context["repeated"],
         )
+    )
+    context["conclusion"] += annotations.conclusion(
+        context["annotations"], context["lungs"], context["saliency"]["runs"], context["severity"]
     )
     add(
         reproducibility.context(

@@ -38,8 +38,11 @@ def chosen_overlays(images: list[dict], per_outcome: int) -> list[dict]:
     return picks
 
 
-def overlay_uri(statistics: dict, maps_path: str | Path, picks: list[dict]) -> str | None:
-    """The picked images with their two maps, drawn by cxr.plots into a data: URI."""
+def overlay_uri(
+    statistics: dict, maps_path: str | Path, picks: list[dict], lungs: dict | None = None
+) -> str | None:
+    """The picked images with their two maps, drawn by cxr.plots into a data: URI; the lungs'
+    outline where the annotations draw them (`lungs`: image id -> mask)."""
     if not picks:
         return None
     from cxr import plots  # matplotlib is slow to import; only needed here
@@ -55,6 +58,7 @@ def overlay_uri(statistics: dict, maps_path: str | Path, picks: list[dict]) -> s
                 "occlusion": arrays["occlusion"][k].astype(np.float32),
                 "gradcam_peak": arrays["gradcam_peaks"][k],
                 "occlusion_peak": arrays["occlusion_peaks"][k],
+                "lungs": (lungs or {}).get(row["id"]),
                 "label": f"{row['outcome']}: {row['id']}\n{row['source']}, "
                          f"P(disease) {row['probability']:.2f}",
             })  # fmt: skip
@@ -92,7 +96,12 @@ def cost(record: dict | None) -> dict | None:
 
 
 def run_section(
-    statistics: dict, maps_path: str | Path, *, overlays: int, cost_record: dict | None = None
+    statistics: dict,
+    maps_path: str | Path,
+    *,
+    overlays: int,
+    cost_record: dict | None = None,
+    lungs: dict | None = None,
 ) -> dict:
     """One architecture's images, overlays, tables, pointing game, verdicts and cost."""
     area = statistics["regions"]["area_share"]
@@ -124,7 +133,7 @@ def run_section(
         "protocol": statistics["protocol"],
         "area": area,
         "methods": methods,
-        "overlays": overlay_uri(statistics, maps_path, picks),
+        "overlays": overlay_uri(statistics, maps_path, picks, lungs),
         "n_overlays": len(picks),
         "ground_truth": statistics.get("ground_truth"),
         "selection": mapped_images(statistics["selection"]),
@@ -138,12 +147,23 @@ def context(
     maps: list[str | Path],
     overlays: int,
     costs: list[str | Path] | None = None,
+    lungs: str | Path | None = None,
 ) -> dict:
     """The key saliency.html.j2 shows; `statistics[i]`, `maps[i]` and `costs[i]` (seconds
-    spent; optional) describe one run."""
+    spent; optional) describe one run; `lungs` is the annotations' lung masks (.npz)."""
     costs = costs or [None] * len(statistics)
+    masks = {}
+    if lungs:
+        with np.load(lungs) as stored:
+            masks = dict(zip(stored["ids"].tolist(), stored["masks"], strict=True))
     runs = [
-        run_section(read_json(s), m, overlays=overlays, cost_record=read_json(c) if c else None)
+        run_section(
+            read_json(s),
+            m,
+            overlays=overlays,
+            cost_record=read_json(c) if c else None,
+            lungs=masks,
+        )  # fmt: skip
         for s, m, c in zip(statistics, maps, costs, strict=True)
     ]
     first = read_json(statistics[0]) if statistics else None

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from cxr.errors import DataError
-from cxr.listing import entry_reason, normalise_name, walk_root
+from cxr.listing import entry_reason, is_own, normalise_name, walk_root
 from cxr.sources import IMAGE_SUFFIXES, RECORD_COLUMNS, patient_namespace
 
 if TYPE_CHECKING:
@@ -163,7 +163,7 @@ def load_records(name: str, root: Path, spec: dict) -> pd.DataFrame:
     meta_name = spec.get("metadata", "metadata.csv")
     meta_path = root / meta_name
     metadata = read_metadata(meta_path)
-    entries = [e for e in walk_root(root) if normalise_name(e.path) != normalise_name(meta_name)]
+    entries = [e for e in walk_root(root) if not is_own(e.path, own_files(spec))]
     image_dir = spec.get("images", "images")
     on_disk = {e.path for e in entries}
     by_name: dict[str, str] = {}
@@ -244,9 +244,15 @@ def load_records(name: str, root: Path, spec: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=RECORD_COLUMNS)
 
 
+# The collection's expert annotations (April 2020 on): they describe images, rule
+# curate_annotations reads and accounts for them (cxr.annotations); they are not inputs.
+ANNOTATIONS_FOLDER = "annotations/"
+
+
 def own_files(spec: dict) -> list[str]:
-    """The metadata file describes the inputs; it is not one."""
-    return [spec.get("metadata", "metadata.csv")]
+    """The metadata file and the annotations folder (a name ending in "/": everything under
+    it) describe the inputs; they are not inputs."""
+    return [spec.get("metadata", "metadata.csv"), ANNOTATIONS_FOLDER]
 
 
 def rule_reasons(records: pd.DataFrame, rules: Rules) -> pd.Series:

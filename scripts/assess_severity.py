@@ -1,0 +1,32 @@
+"""Entry point of rule assess_severity."""
+
+from cxr import plots
+from cxr.io import read_table, write_json
+from cxr.logs import run_logged
+from cxr.severity import severity_correlations
+
+
+def main(*, inputs: dict, outputs: dict, params: dict) -> None:
+    predictions = {
+        entry["architecture"]: read_table(path)
+        for entry, path in zip(params["runs"], inputs["predictions"], strict=True)
+    }
+    result = severity_correlations(
+        predictions,
+        read_table(inputs["annotated"]),
+        runs={entry["architecture"]: entry["run"] for entry in params["runs"]},
+        n_boot=params["n_boot"],
+        seed=params["seed"],
+    )
+    write_json(outputs["summary"], result)
+    plots.severity_scores(result, outputs["plot"])
+
+
+sm = snakemake  # noqa: F821
+run_logged(
+    sm.log[0],
+    main,
+    inputs={k: v if isinstance(v, str) else list(v) for k, v in sm.input.items()},
+    outputs=dict(sm.output.items()),
+    params=dict(sm.params.items()),
+)

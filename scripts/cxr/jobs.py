@@ -449,8 +449,10 @@ def explain_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> d
             "images_per_call": per_call,
             "seconds": {method: round(spent, 3) for method, spent in seconds.items()},
             "seconds_per_image": {
-                method: round(spent / max(1, len(ids)), 4) for method, spent in seconds.items()
+                method: round(seconds[method] / max(1, len(ids)), 4) for method in maps
             },
+            # Both methods again on the sample of the randomisation check.
+            "randomisation_images": len(again),
             "note": "wall-clock seconds of this job: they differ between reruns",
         },
     )

@@ -35,7 +35,15 @@ def spearman(x, y) -> float | None:
 def scored_predictions(predictions: pd.DataFrame, annotated: pd.DataFrame) -> pd.DataFrame:
     """The disease images of `predictions` (test and external) that have severity scores, with
     their scores: one row per image."""
-    scores = annotated.dropna(subset=list(SCORES), how="all")[["id", *SCORES]]
+    # Tables read as text (cxr.io.read_table): an empty cell is a missing score.
+    scores = annotated[["id", *SCORES]].copy()
+    for score in SCORES:
+        scores[score] = pd.to_numeric(scores[score].replace("", np.nan))
+    scores = scores.dropna(subset=list(SCORES), how="all")
+    predictions = predictions.assign(
+        label=pd.to_numeric(predictions["label"]),
+        probability=pd.to_numeric(predictions["probability"]),
+    )
     disease = predictions[predictions["label"] == 1]
     return disease.merge(scores, on="id", how="inner", validate="one_to_one")
 

@@ -14,10 +14,10 @@ import jinja2
 
 from cxr.io import atomic_open, read_json, read_table, sha256_file
 from cxr.report import (
-    annotations,
     caveats,
     checklist,
     data,
+    expert_annotations,
     generalisation,
     learning_curve,
     marks,
@@ -159,7 +159,7 @@ def build_context(
             lungs=inputs.get("lung_masks"),
         )
     )
-    add(annotations.context(inputs))
+    add(expert_annotations.context(inputs))
     add(
         caveats.context(
             runs=runs,
@@ -185,7 +185,7 @@ def build_context(
             repeated=context["repeated"],
         )
     )
-    context["conclusion"] += annotations.conclusion(
+    context["conclusion"] += expert_annotations.conclusion(
         context["annotations"], context["lungs"], context["saliency"]["runs"], context["severity"]
     )
     add(

@@ -38,6 +38,17 @@ def test_accounting_included_plus_excluded_is_total(curated):
         assert info["steps"][-1]["remaining"] == info["included"]
 
 
+def test_the_collections_annotations_folder_is_left_to_curate_annotations(curated, synthetic_root):
+    """The later snapshot's annotations/ (lung boxes, masks, severity) describe its images: they
+    are neither images nor exclusions, and curation's accounting still holds (it would fail,
+    naming them, if they were lost)."""
+    images, exclusions, _ = curated
+    folder = synthetic_root / "covid-chestxray-dataset-later" / "annotations"
+    assert len(list(folder.rglob("*.png"))) > 10
+    for table in (images, exclusions):
+        assert not table["file"].str.startswith("annotations/").any()
+
+
 def test_every_planted_fault_is_excluded_with_its_reason(curated):
     _, exclusions, _ = curated
     reasons = set(exclusions["reason"])

@@ -100,6 +100,11 @@ def test_later_snapshot_leaves_the_first_unchanged(tmp_path):
     files = sorted(p.relative_to(plain) for p in plain.rglob("*") if p.is_file())
     truth = Path(GROUND_TRUTH_FILE)
     files.remove(truth)  # the table of what was planted gains the later snapshot's rows
+    # Without a later snapshot the annotations go into the first one; with it, into the later.
+    moved = [f for f in files if f.parts[:2] == (DISEASE_DIR, "annotations")]
+    assert moved and not (grown / DISEASE_DIR / "annotations").exists()
+    assert (grown / LATER_DIR / moved[0].relative_to(DISEASE_DIR)).exists()
+    files = [f for f in files if f not in moved]
     assert files and all((plain / f).read_bytes() == (grown / f).read_bytes() for f in files)
     first, both = pd.read_csv(plain / truth), pd.read_csv(grown / truth)
     pd.testing.assert_frame_equal(both[both["source_dir"] != LATER_DIR], first)

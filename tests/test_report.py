@@ -700,6 +700,9 @@ def test_label_conflicts_are_counted_in_the_data_section(troubled):
         "neither label can be trusted." in text
     )
     assert "pos p1.png covid same pixels as neg/p1.png, labelled 'normal'" in text
+    # A dataset without the collection's annotations says so, and why it matters.
+    assert "Expert annotations None: the dataset names no annotations." in text
+    assert "cannot measure attention on the lungs" in text
 
 
 def test_an_empty_external_source_says_it_was_configured_and_why_it_is_empty(troubled):

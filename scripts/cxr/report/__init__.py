@@ -119,6 +119,12 @@ def build_context(
             positive=labels["positive"],
             image_root=image_root,
             max_pixels=int((config.get("curation") or {}).get("max_pixels", 50_000_000)),
+            annotation_summary=read_json(inputs["annotation_summary"])
+            if inputs.get("annotation_summary")
+            else None,
+            annotation_exclusions=read_table(inputs["annotation_exclusions"])
+            if inputs.get("annotation_exclusions")
+            else None,
         )
     )
     add(training.context(inputs))

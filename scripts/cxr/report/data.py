@@ -173,6 +173,32 @@ def sample_images(
     return groups
 
 
+# How many of the annotation entries not used the Data section lists (all are in the CSV).
+ANNOTATION_EXCLUSIONS_SHOWN = 12
+
+
+def annotation_counts(summary: dict | None, exclusions: pd.DataFrame | None) -> dict:
+    """Counts per source and per file, and the first annotations not used with their reason."""
+    if not summary or not summary.get("configured"):
+        return {
+            "configured": False,
+            "note": (summary or {}).get("note") or "the dataset names no annotations",
+        }
+    shown = exclusions.head(ANNOTATION_EXCLUSIONS_SHOWN) if exclusions is not None else None
+    rows = [] if shown is None else shown.to_dict("records")
+    return {
+        "configured": True,
+        "root": summary["root"],
+        "applies_to": summary["applies_to"],
+        "per_source": summary["per_source"],
+        "files": summary["files"],
+        "excluded": summary["excluded"],
+        "reasons": summary["reasons"],
+        "examples": rows,
+        "shown": len(rows),
+    }
+
+
 def context(
     *,
     sources: dict,
@@ -184,10 +210,14 @@ def context(
     positive: str,
     image_root: Path,
     max_pixels: int,
+    annotation_summary: dict | None = None,
+    annotation_exclusions: pd.DataFrame | None = None,
 ) -> dict:
-    """The keys data.html.j2 shows, from config's sources and the curation and split outputs."""
+    """The keys data.html.j2 shows, from config's sources and the curation and split outputs
+    (the expert annotations' too, where the dataset has them)."""
     return {
         "sources": source_rows(sources),
+        "annotations": annotation_counts(annotation_summary, annotation_exclusions),
         "flow": {
             "picture": curation_flow_uri(flow),
             "table": flow_table(flow),

@@ -1,41 +1,16 @@
-"""Context of what the collection's expert annotations measure: their counts per source and what
-was not used (the Data section, report/data.html.j2), attention on the lungs and the model
-randomisation check per explained run, and whether the scores follow the experts' severity
-scores (report/saliency.html.j2), and the conclusion's sentences on them."""
+"""Context of what the collection's expert annotations measure (their counts are the Data
+section's, cxr.report.data): attention on the lungs and the model randomisation check per
+explained run, and whether the scores follow the experts' severity scores
+(report/saliency.html.j2), and the conclusion's sentences on them."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
-from cxr.io import read_json, read_table
+from cxr.io import read_json
 from cxr.severity import SCORES
 
-# How many of the annotations not used the report lists (all are in the CSV).
-EXCLUSIONS_SHOWN = 12
 LUNG_GROUPS_SHOWN = ("all annotated images", "split", "source", "outcome")
-
-
-def data_context(summary: dict | None, exclusions: pd.DataFrame | None) -> dict:
-    """Counts per source and per file, and the first annotations not used with their reason."""
-    if not summary or not summary.get("configured"):
-        return {
-            "configured": False,
-            "note": (summary or {}).get("note") or "the dataset names no annotations",
-        }
-    rows = [] if exclusions is None else exclusions.head(EXCLUSIONS_SHOWN).to_dict("records")
-    return {
-        "configured": True,
-        "root": summary["root"],
-        "applies_to": summary["applies_to"],
-        "per_source": summary["per_source"],
-        "files": summary["files"],
-        "excluded": summary["excluded"],
-        "reasons": summary["reasons"],
-        "examples": rows,
-        "shown": len(rows),
-    }
 
 
 def lungs_section(lungs: dict | None, randomised: dict | None) -> dict:
@@ -84,16 +59,11 @@ def severity_context(severity: dict | None, plot: str | Path | None) -> dict | N
 
 
 def context(inputs: dict) -> dict:
-    """The keys `annotations` and `severity`; `lungs` (per explained run, in the order of
-    inputs['saliency']) is read by the saliency section."""
-    summary = read_json(inputs["annotation_summary"]) if inputs.get("annotation_summary") else None
-    exclusions = (
-        read_table(inputs["annotation_exclusions"]) if inputs.get("annotation_exclusions") else None
-    )
+    """The keys `lungs` (per explained run, in the order of inputs['saliency']) and
+    `severity`, which the saliency section shows."""
     lungs = [read_json(p) for p in inputs.get("lung_attention", [])]
     randomised = [read_json(p) for p in inputs.get("randomisation", [])]
     return {
-        "annotations": data_context(summary, exclusions),
         "lungs": [
             lungs_section(a, b)
             for a, b in zip(lungs, randomised or [None] * len(lungs), strict=True)

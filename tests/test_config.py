@@ -107,6 +107,14 @@ XCEPTION_71 = {"Xception": {**XCEPTION["Xception"], "min_size": 71}}
             {"datasets.synthetic.sources.kermany.role": "external"},
             "dataset 'synthetic' must have a training source for each label",
         ),
+        (
+            {"datasets.synthetic.annotations.applies_to": ["covid", "covid_2021"]},
+            "annotations.applies_to names 'covid_2021', which is not a source of the dataset",
+        ),
+        (
+            {"datasets.synthetic.annotations.applies_to": ["kermany"]},
+            "annotations.applies_to names 'kermany', a folder source",
+        ),
     ],
 )  # fmt: skip
 def test_each_check_names_its_key(changes, message):

@@ -139,6 +139,23 @@ def test_select_images_bounds_each_external_source_and_class():
         saliency.select_images(evaluated, -1, seed=7)
 
 
+def test_images_with_a_lung_region_are_always_mapped():
+    evaluated = _evaluated()
+    sampled = set(saliency.select_images(evaluated, 0, seed=7)["id"])
+    assert "later/a" not in sampled  # the bound of 0 leaves every external image out
+    kept = saliency.select_images(evaluated, 0, seed=7, always={"later/a": None})
+    assert set(kept["id"]) == sampled | {"later/a"}
+    labels = {"positive": "covid", "negative": "normal"}
+    chosen = saliency.selection(evaluated, kept, per_source=0, seed=7, labels=labels,
+                                always={"later/a"})  # fmt: skip
+    assert chosen["mapped"] == 4 and chosen["rule"].endswith(
+        "and every external image with a lung region in the annotations"
+    )
+    # Without annotated external images the rule reads as it always did.
+    plain = saliency.selection(evaluated, kept, per_source=0, seed=7, labels=labels)
+    assert "lung region" not in plain["rule"]
+
+
 def test_selection_counts_add_up():
     evaluated = _evaluated()
     kept = saliency.select_images(evaluated, 2, seed=7)

@@ -75,6 +75,8 @@ def test_article_configuration_end_to_end(shared_data, tmp_path):
         "dataset": "temporal_local",
         "datasets": {"temporal_local": {
             "sources": {k: {"root": v} for k, v in (roots | {"covid_later": str(later)}).items()},
+            # The later snapshot's annotations (584034a) are not in ../shared/data.
+            "annotations": None,
             "overrides": {"shards": {"image_size": 64}, "training": {
                 "image_size": 64, "epochs": 5, "seeds": [0], "architectures": ["DenseNet121"]}},
         }},

@@ -209,6 +209,8 @@ def test_lung_attention_randomisation_and_severity_are_reported(tiny):
 
 
 def test_lung_control_attention_rises_above_the_lungs_area(unconfounded_run):
+    """Measured here (27 images with a lung region): occlusion 34% of the attribution inside
+    the lungs against 17% of the area (excess 95% CI 11-24 points); Grad-CAM 23%."""
     overall = load(unconfounded_run / LUNGS)["methods"]["occlusion"]["groups"][0]
     assert overall["by"] == "all annotated images"
     assert overall["excess"]["ci95"][0] > 0, overall
@@ -216,6 +218,8 @@ def test_lung_control_attention_rises_above_the_lungs_area(unconfounded_run):
 
 
 def test_severity_control_scores_follow_the_disease(unconfounded_run):
+    """Measured here (24 scored images of 15 patients): rho 0.50 (0.16 to 0.79) against the
+    extent, 0.49 (0.21 to 0.75) against the opacity."""
     entry = load(unconfounded_run / SEVERITY)["architectures"]["DenseNet121"]
     together = entry["subsets"]["together"]
     assert any(together[s]["ci95"][0] > 0 for s in ("geographic_mean", "opacity_mean")), together
@@ -223,7 +227,8 @@ def test_severity_control_scores_follow_the_disease(unconfounded_run):
 
 
 def test_severity_negative_control_covers_zero(tmp_path):
-    """The confound alone: no disease signal in the pixels, the severity scores still drawn."""
+    """The confound alone: no disease signal in the pixels, the severity scores still drawn.
+    Measured here: rho 0.07 (-0.39 to 0.50) and -0.02 (-0.41 to 0.42)."""
     run_workflow(tmp_path, "tiny.yaml", "saliency.yaml", "no_signal.yaml", targets=(SEVERITY,))
     together = load(tmp_path / SEVERITY)["architectures"]["DenseNet121"]["subsets"]["together"]
     for score in ("geographic_mean", "opacity_mean"):

@@ -449,13 +449,22 @@ def _evaluation(f: dict) -> dict[int, tuple]:
         )
 
     if f["saliency"]:
+        checks = []
+        if f.get("lung_annotations"):
+            checks.append(
+                "on the collection's expert lung annotations, the share of attribution inside "
+                "the lungs and the pointing game against the lungs' area"
+            )
+        if f.get("randomisation_check"):
+            checks.append("a model randomisation sanity check (Adebayo et al. 2018)")
         item31 = (
             MET,
             "Grad-CAM and occlusion maps of every test image and of each external source's "
             "(all, or a fixed sample per class: saliency.external_per_source), with the share of "
             "attribution inside and outside the lungs against the share of area; the methods "
             "are checked on the synthetic data against the planted opacities and markers "
-            "(pointing game, positive and negative controls).",
+            "(pointing game, positive and negative controls)"
+            + (f"; {'; '.join(checks)}." if checks else "."),
             "saliency",
         )
     else:
@@ -714,6 +723,11 @@ def claim_facts(context: dict, config: dict, protocols: list[dict], images: pd.D
         "leakage_audit": True,
         "failure_analysis": any(r.get("errors") for r in runs),
         "saliency": bool(context["saliency"]["runs"]),
+        "lung_annotations": any(section["images"] for section in context.get("lungs", [])),
+        "randomisation_check": any(
+            (section.get("randomisation_sample") or {}).get("images")
+            for section in context.get("lungs", [])
+        ),
         "demographics": {
             "age_known": int((disease.get("age", pd.Series(dtype=str)).astype(str) != "").sum())
             if "age" in disease

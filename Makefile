@@ -6,6 +6,9 @@
 #                 article's data at the article's sizes (bench-workflow-article, if ../shared/data)
 #   make release  dist/cxr-repro-<version>.tar.gz of the committed workflow (no data, no results)
 #                 and its .sha256
+#   make verify   the workflow, then its numbers against expected/<dataset>.json (VERIFY_FLAGS,
+#                 e.g. --context same_machine); exits 1 on a difference
+#   make expected the workflow, then expected/<dataset>.json written from it (for the authors)
 # Benchmark figures are appended as JSON lines to benchmarks/out/ (git-ignored).
 
 PYTHON ?= .venv/bin/python
@@ -26,7 +29,9 @@ VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 DIST ?= dist
 RELEASE = $(DIST)/cxr-repro-$(VERSION).tar.gz
 
-.PHONY: release test report bench bench-reference bench-training bench-throughput bench-workflow \
+VERIFY_FLAGS ?=
+
+.PHONY: release test report verify expected bench bench-reference bench-training bench-throughput bench-workflow \
 	bench-workflow-article bench-scale bench-incremental bench-table
 
 # git archive takes the committed tree only (never results/, resources/, .venv or data), and
@@ -40,6 +45,14 @@ release:
 
 test:
 	$(PYTEST)
+
+verify:
+	$(SNAKEMAKE) --cores $(CORES)
+	$(PYTHON) scripts/verify.py $(VERIFY_FLAGS)
+
+expected:
+	$(SNAKEMAKE) --cores $(CORES)
+	$(PYTHON) scripts/verify.py --write
 
 report:
 	$(SNAKEMAKE) --cores $(CORES)

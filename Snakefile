@@ -16,6 +16,7 @@ include: "rules/evaluate.smk"
 include: "rules/audit.smk"
 include: "rules/explain.smk"
 include: "rules/report.smk"
+include: "rules/verify.smk"
 
 
 rule all:

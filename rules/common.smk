@@ -86,6 +86,8 @@ REPORT = "results/report.html"
 # Do the scores follow the disease: the primary protocol's first run of each architecture
 # against the annotations' severity scores.
 SEVERITY = f"results/{PRIMARY}/eval/severity"
+# The quantities a rerun is verified on (scripts/verify.py against expected/<dataset>.json).
+MEASURED = "results/measured.json"
 
 
 wildcard_constraints:
@@ -316,18 +318,21 @@ def protocol_facts(protocol):
     }
 
 
-def explained_runs(pattern):
-    """`pattern` for the primary protocol's runs that explain_model maps: each architecture's
-    first run, or all of them (saliency.runs); none when saliency is off."""
+def explained_run_names():
+    """The primary protocol's runs that explain_model maps, per architecture: the first, or all
+    of them (saliency.runs); none when saliency is off."""
     if not SALIENCY["enabled"]:
         return []
     runs = PROTOCOLS[PRIMARY].runs()
-    if SALIENCY["runs"] == "first":
-        runs = runs[:1]
+    return [run.name for run in (runs[:1] if SALIENCY["runs"] == "first" else runs)]
+
+
+def explained_runs(pattern):
+    """`pattern` for each architecture's explained runs (explained_run_names)."""
     return [
-        pattern.format(protocol=PRIMARY, arch=arch, run=run.name)
+        pattern.format(protocol=PRIMARY, arch=arch, run=run)
         for arch in ARCHITECTURES
-        for run in runs
+        for run in explained_run_names()
     ]
 
 
@@ -360,6 +365,7 @@ def final_outputs():
         *([f"{REPEATS_SUMMARY}.json"] if REPEATED else []),
         f"{GENERALISATION}.json",
         f"{AUDIT}/leakage.json",
+        MEASURED,
         REPORT,
     ]
 

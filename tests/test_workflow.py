@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import REPO
 from cxr.io import sha256_file
 from workflow import run_workflow
 
@@ -234,6 +238,34 @@ def test_severity_negative_control_covers_zero(tmp_path):
     for score in ("geographic_mean", "opacity_mean"):
         low, high = together[score]["ci95"]
         assert low <= 0 <= high, (score, together[score])
+
+
+# ------------------------------------------------------------------ verify
+
+
+def test_verify_passes_on_the_run_and_fails_after_a_changed_setting(tiny, tmp_path):
+    """The expected file written from a run verifies that run (every tolerance 0); a copy of
+    the run redone with another decision threshold no longer verifies, naming what moved."""
+    expected = tmp_path / "expected.json"
+
+    def verify(workdir, *args):
+        return subprocess.run(
+            [sys.executable, str(REPO / "scripts/verify.py"), "--measured",
+             str(workdir / "results/measured.json"), "--expected", str(expected), *args],
+            capture_output=True, text=True,
+        )  # fmt: skip
+
+    assert verify(tiny, "--write").returncode == 0
+    same = verify(tiny, "--context", "same_machine")
+    assert same.returncode == 0, same.stdout
+    copy = tmp_path / "changed"
+    shutil.copytree(tiny, copy, symlinks=True)  # copy2 keeps the modification times
+    change = tmp_path / "threshold.yaml"
+    change.write_text("evaluation: {threshold: 0.7}\n")
+    run_workflow(copy, "tiny.yaml", str(change), targets=("results/measured.json",))
+    changed = verify(copy, "--context", "other_cpu")
+    assert changed.returncode == 1, changed.stdout
+    assert "differs" in changed.stdout and ".test.accuracy" in changed.stdout
 
 
 DETERMINISTIC = [

@@ -1,0 +1,35 @@
+"""Entry point of rule measure_results."""
+
+from cxr.io import read_json, write_json
+from cxr.logs import run_logged
+from cxr.verify import measure
+
+
+def main(*, inputs: dict, outputs: dict, params: dict) -> None:
+    quantities = measure(
+        flow=read_json(inputs["flow"]),
+        split_summaries={
+            protocol: read_json(path)
+            for protocol, path in zip(params["protocols"], inputs["split_summaries"], strict=True)
+        },
+        evaluations=[
+            (entry, read_json(path))
+            for entry, path in zip(params["evaluations"], inputs["evaluations"], strict=True)
+        ],
+        audit=read_json(inputs["audit"]),
+        saliency=[
+            (entry, read_json(path))
+            for entry, path in zip(params["saliency"], inputs["saliency"], strict=True)
+        ],
+    )
+    write_json(outputs["measured"], {"dataset": params["dataset"], "quantities": quantities})
+
+
+sm = snakemake  # noqa: F821
+run_logged(
+    sm.log[0],
+    main,
+    inputs={k: v if isinstance(v, str) else list(v) for k, v in sm.input.items()},
+    outputs=dict(sm.output.items()),
+    params=dict(sm.params.items()),
+)

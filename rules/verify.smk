@@ -16,7 +16,6 @@ rule measure_results:
         measured=MEASURED,
     log:
         "logs/measure_results.log",
-    localrule: True
     conda:
         "../envs/data.yaml"
     params:

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests need: a single-node SLURM cluster (tests/test_slurm.py),
-# headless Chromium with a font (report screenshots) and git. Idempotent: installs only what is
+# headless Chromium with a font (report screenshots), git and make (the clean-room check's
+# `make release`). Idempotent: installs only what is
 # missing, so a second run does nothing.
 set -euo pipefail
 
-packages=(slurmctld slurmd slurm-client munge chromium fonts-dejavu-core git)
+packages=(slurmctld slurmd slurm-client munge chromium fonts-dejavu-core git make)
 
 missing=()
 for pkg in "${packages[@]}"; do

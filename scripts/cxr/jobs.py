@@ -227,9 +227,11 @@ def border_probe_job(*, inputs: dict, outputs: dict, params: dict, threads: int)
 
 def explain_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> dict:
     """Grad-CAM and occlusion maps of one run's classifier (shared base + its head) on every
-    test image it was evaluated on and a bounded sample of each external source's
-    (saliency.select_images), their region statistics, and, where the data are synthetic,
-    the pointing game against the planted opacities; the seconds spent in their own file."""
+    test image it was evaluated on, a bounded sample of each external source's and every image
+    with a lung region in the annotations (saliency.select_images), their region statistics,
+    and, where the data are synthetic, the pointing game against the planted opacities; the
+    attention on the annotated lungs (cxr.lung_attention) and the model randomisation check
+    (cxr.randomisation) in files of their own, as are the seconds spent."""
     import time
 
     import keras

@@ -47,19 +47,6 @@ def lung_measures(maps: np.ndarray, peaks: np.ndarray, lungs: np.ndarray) -> dic
             "hit_excess": hit - area}  # fmt: skip
 
 
-def mean_with_interval(values, patients, *, n_boot: int, seed: int) -> dict:
-    """Mean of the finite `values` with a percentile interval resampling patients."""
-    values, patients = np.asarray(values, dtype=float), np.asarray(patients)
-    keep = np.isfinite(values)
-    values, patients = values[keep], patients[keep]
-    if len(values) == 0:
-        return {"mean": None, "ci95": None, "n": 0}
-    boot = metrics.patient_bootstrap(
-        patients, lambda idx: float(np.mean(values[idx])), len(values), n_boot=n_boot, seed=seed
-    )
-    return {"mean": float(values.mean()), "ci95": boot["ci95"], "n": int(len(values))}
-
-
 def group_summaries(
     frame: pd.DataFrame, measures: dict, *, labels: dict, n_boot: int, seed: int
 ) -> list[dict]:
@@ -84,7 +71,7 @@ def group_summaries(
             "by": by, "value": value, "images": int(chosen.sum()),
             "patients": int(len(np.unique(patients))),
             **{
-                name: mean_with_interval(measures[name][chosen], patients, n_boot=n_boot,
+                name: metrics.mean_with_interval(measures[name][chosen], patients, n_boot=n_boot,
                                          seed=seed)
                 for name in MEASURES
             },

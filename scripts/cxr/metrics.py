@@ -187,6 +187,20 @@ def patient_bootstrap(
     }
 
 
+def mean_with_interval(values: Any, patients: Any, *, n_boot: int, seed: int) -> dict:
+    """Mean of the finite `values` (one per image) with a percentile interval resampling
+    patients (patient_bootstrap); None and n 0 where no value is finite."""
+    values, patients = np.asarray(values, dtype=float), np.asarray(patients)
+    keep = np.isfinite(values)
+    values, patients = values[keep], patients[keep]
+    if len(values) == 0:
+        return {"mean": None, "ci95": None, "n": 0}
+    boot = patient_bootstrap(
+        patients, lambda idx: float(np.mean(values[idx])), len(values), n_boot=n_boot, seed=seed
+    )
+    return {"mean": float(values.mean()), "ci95": boot["ci95"], "n": int(len(values))}
+
+
 def expected_calibration_error(y_true: Any, prob: Any, n_bins: int = 10) -> float:
     """ECE: size-weighted mean |observed rate - mean prob| over equal-width bins of P(class 1)."""
     y, p = _check_inputs(y_true, prob)

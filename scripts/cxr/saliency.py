@@ -221,20 +221,6 @@ def pointing_game(peaks: np.ndarray, boxes: list[list]) -> dict:
 # --------------------------------------------------------------------------- summaries
 
 
-def mean_with_interval(values, groups, *, n_boot: int, seed: int) -> dict:
-    """Mean of the finite `values`, with a percentile interval resampling patients."""
-    values, groups = np.asarray(values, dtype=float), np.asarray(groups)
-    keep = np.isfinite(values)
-    values, groups = values[keep], groups[keep]
-    if len(values) == 0:
-        return {"mean": None, "ci95": None, "n": 0}
-    boot = metrics.cluster_bootstrap(
-        np.zeros(len(values), int), values, groups,
-        lambda _y, p: float(np.mean(p)), n_boot=n_boot, seed=seed,
-    )  # fmt: skip
-    return {"mean": float(values.mean()), "ci95": boot["ci95"], "n": int(len(values))}
-
-
 def group_summaries(
     frame: pd.DataFrame, shares: dict, *, labels: dict, n_boot: int, seed: int
 ) -> list[dict]:
@@ -258,7 +244,7 @@ def group_summaries(
             "by": by, "value": value, "images": int(chosen.sum()),
             "patients": int(len(np.unique(patients))),
             "shares": {
-                region: mean_with_interval(
+                region: metrics.mean_with_interval(
                     shares[region][chosen], patients, n_boot=n_boot, seed=seed
                 )
                 for region in REGIONS

@@ -123,8 +123,10 @@ def test_help_explains_the_contexts_and_tolerances():
         assert word in shown.stdout, word
 
 
-def test_the_embedded_default_has_an_expected_file_for_every_quantity_kind():
-    expected = json.loads((REPO / "expected/synthetic.json").read_text())
+@pytest.mark.parametrize("dataset", ["synthetic", "article_local"])
+def test_each_published_dataset_has_an_expected_file_for_every_quantity_kind(dataset):
+    expected = json.loads((REPO / f"expected/{dataset}.json").read_text())
+    assert expected["dataset"] == dataset and expected["written_from"]["commit"]
     kinds = {q["kind"] for q in expected["quantities"].values()}
     assert kinds == set(verify.WHY)
     assert all(set(q["tolerance"]) == set(verify.CONTEXTS) for q in expected["quantities"].values())

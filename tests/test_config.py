@@ -115,6 +115,18 @@ XCEPTION_71 = {"Xception": {**XCEPTION["Xception"], "min_size": 71}}
             {"datasets.synthetic.annotations.applies_to": ["kermany"]},
             "annotations.applies_to names 'kermany', a folder source",
         ),
+        # Bounds the schema cannot state: NaN passes every comparison; a side from its pixels.
+        ({"training.learning_rate": float("nan")}, "training.learning_rate is nan; give a finite"),
+        ({"evaluation.threshold": float("inf")}, "evaluation.threshold is inf; give a finite"),
+        (
+            {"shards.image_size": 100000},
+            "shards.image_size 100000 gives 10000000000 pixels per image, more than "
+            "curation.max_pixels (50000000); use a side of at most 7071",
+        ),
+        (
+            {"training.image_size": 3000, "curation.max_pixels": 4000000},
+            "training.image_size 3000 gives 9000000 pixels per image",
+        ),
     ],
 )  # fmt: skip
 def test_each_check_names_its_key(changes, message):
@@ -265,6 +277,12 @@ def test_a_dry_run_keeps_what_the_user_wrote_with_config(tmp_path, article_roots
     [
         ({"training.learnig_rate": 0.1}, "training: Additional properties are not allowed"),
         ({"training.epochs": 0}, "training.epochs: 0 is less than the minimum of 1"),
+        ({"seed": -5}, "seed: -5 is less than the minimum of 0"),
+        ({"training.learning_rate": 5.0}, "training.learning_rate: 5.0 is greater than the maxi"),
+        (
+            {"protocols.patient.training": {"learning_rate": float("nan")}},
+            "protocols.patient.training.learning_rate is nan",
+        ),
         ({"protocols.run": ["patient", "nope"]}, "protocols.nope is not defined"),
     ],
 )

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -122,7 +123,10 @@ def validate_schema(config: dict, schema: str | os.PathLike) -> None:
 
 
 def check(config: dict) -> None:
-    """Cross-field checks: fractions sum to 1, architectures exist, sizes fit, sources usable."""
+    """Cross-field checks: numbers finite, fractions sum to 1, architectures exist, sizes fit,
+    sources usable."""
+    check_finite(config)
+    check_image_sides(config)
     check_fractions(config["splits"])
     training = config["training"]
     check_architectures(
@@ -194,6 +198,39 @@ def check_external(sources: dict[str, dict], external_sets: dict[str, list[str]]
             raise ConfigError(
                 f"external_sets.{set_name} names {wrong}, which are not external sources of "
                 f"the dataset (external: {external or 'none'})"
+            )
+
+
+def check_finite(value: Any, key: str = "") -> None:
+    """No setting is NaN or infinite: the schema's bounds do not refuse them (every comparison
+    with NaN is false), and a NaN learning rate or threshold fails only deep in a job."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            check_finite(item, f"{key}.{name}" if key else str(name))
+    elif isinstance(value, list):
+        for k, item in enumerate(value):
+            check_finite(item, f"{key}[{k}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key} is {value}; give a finite number")
+
+
+def check_image_sides(config: dict) -> None:
+    """Every image side the workflow resizes to fits curation.max_pixels: a square of that side
+    holds no more pixels than the largest image curation decodes (a side of 100000 would
+    allocate 10^10 pixels per image)."""
+    limit = config["curation"]["max_pixels"]
+    sides = {
+        "shards.image_size": config["shards"]["image_size"],
+        "training.image_size": config["training"]["image_size"],
+    }
+    synthetic = dataset(config).get("synthetic") or {}
+    if "image_size" in synthetic:
+        sides[f"datasets.{config['dataset']}.synthetic.image_size"] = synthetic["image_size"]
+    for key, side in sides.items():
+        if side * side > limit:
+            raise ConfigError(
+                f"{key} {side} gives {side * side} pixels per image, more than "
+                f"curation.max_pixels ({limit}); use a side of at most {math.isqrt(limit)}"
             )
 
 

@@ -2,7 +2,7 @@
 
 from cxr import plots
 from cxr.io import read_table, write_json
-from cxr.logs import run_logged
+from cxr.logs import run_script
 from cxr.severity import severity_correlations
 
 
@@ -22,11 +22,4 @@ def main(*, inputs: dict, outputs: dict, params: dict) -> None:
     plots.severity_scores(result, outputs["plot"])
 
 
-sm = snakemake  # noqa: F821
-run_logged(
-    sm.log[0],
-    main,
-    inputs={k: v if isinstance(v, str) else list(v) for k, v in sm.input.items()},
-    outputs=dict(sm.output.items()),
-    params=dict(sm.params.items()),
-)
+run_script(snakemake, main)  # noqa: F821

@@ -1,7 +1,7 @@
 """Entry point of rule measure_results."""
 
 from cxr.io import read_json, write_json
-from cxr.logs import run_logged
+from cxr.logs import run_script
 from cxr.verify import measure
 
 
@@ -25,11 +25,4 @@ def main(*, inputs: dict, outputs: dict, params: dict) -> None:
     write_json(outputs["measured"], {"dataset": params["dataset"], "quantities": quantities})
 
 
-sm = snakemake  # noqa: F821
-run_logged(
-    sm.log[0],
-    main,
-    inputs={k: v if isinstance(v, str) else list(v) for k, v in sm.input.items()},
-    outputs=dict(sm.output.items()),
-    params=dict(sm.params.items()),
-)
+run_script(snakemake, main)  # noqa: F821

@@ -384,9 +384,8 @@ def explain_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> d
         },
     }
     write_json(outputs["statistics"], result)
-    frame = predictions.reset_index(drop=True).assign(
-        outcome=saliency.outcomes(predictions.reset_index(drop=True), threshold)
-    )
+    frame = predictions.reset_index(drop=True)
+    frame = frame.assign(outcome=saliency.outcomes(frame, threshold))
     write_json(
         outputs["lungs"],
         {

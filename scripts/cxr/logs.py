@@ -41,6 +41,18 @@ def run_logged(log_path: str | Path | None, func: Callable[..., Any], *args, **k
         sys.exit(1)
 
 
+def run_script(sm: Any, main: Callable[..., Any]) -> Any:
+    """Call `main` of a `script:` entry point by keyword, logged (run_logged): each named input
+    a path, or a list of paths where the rule gives a list; outputs and params as dicts."""
+    return run_logged(
+        sm.log[0],
+        main,
+        inputs={k: v if isinstance(v, str) else list(v) for k, v in sm.input.items()},
+        outputs=dict(sm.output.items()),
+        params=dict(sm.params.items()),
+    )
+
+
 def run_tensorflow_job(sm: Any, job: str, *, module: str = "jobs", **extra_params: Any) -> Any:
     """Run the function `job` of `cxr.<module>` for a Snakemake `script:` object, by keyword.
 

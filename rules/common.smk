@@ -88,6 +88,8 @@ REPORT = "results/report.html"
 SEVERITY = f"results/{PRIMARY}/eval/severity"
 # The quantities a rerun is verified on (scripts/verify.py against expected/<dataset>.json).
 MEASURED = "results/measured.json"
+# Which job made each file the report shows and every job upstream of it (cxr.provenance).
+PROVENANCE = "results/provenance.json"
 
 
 wildcard_constraints:

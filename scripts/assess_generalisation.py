@@ -4,6 +4,7 @@ from cxr import plots
 from cxr.generalisation import generalisation
 from cxr.io import read_json, read_table, write_json
 from cxr.logs import run_logged
+from cxr.provenance import record_job
 
 
 def main(*, inputs: dict, outputs: dict, params: dict) -> None:
@@ -30,3 +31,4 @@ run_logged(
     outputs=dict(sm.output.items()),
     params=dict(sm.params.items()),
 )
+record_job(snakemake, __file__)  # noqa: F821

@@ -5,6 +5,7 @@ import pandas as pd
 from cxr import plots
 from cxr.io import read_json, read_table, write_csv, write_json
 from cxr.logs import run_logged
+from cxr.provenance import record_job
 from cxr.repeats import optimism_over_repeats, repeat_metrics
 
 
@@ -35,3 +36,4 @@ run_logged(
     outputs=dict(sm.output.items()),
     params=dict(sm.params.items()),
 )
+record_job(snakemake, __file__)  # noqa: F821

@@ -3,6 +3,7 @@
 from cxr import plots
 from cxr.io import read_table, write_json
 from cxr.logs import run_script
+from cxr.provenance import record_job
 from cxr.severity import severity_correlations
 
 
@@ -23,3 +24,4 @@ def main(*, inputs: dict, outputs: dict, params: dict) -> None:
 
 
 run_script(snakemake, main)  # noqa: F821
+record_job(snakemake, __file__)  # noqa: F821

@@ -5,6 +5,7 @@ import pandas as pd
 from cxr.audit import audit_leakage
 from cxr.io import read_json, write_csv, write_json
 from cxr.logs import run_logged
+from cxr.provenance import record_job
 
 
 def main(*, inputs: dict, outputs: dict, params: dict) -> None:
@@ -25,3 +26,4 @@ def main(*, inputs: dict, outputs: dict, params: dict) -> None:
 
 sm = snakemake  # noqa: F821
 run_logged(sm.log[0], main, inputs=dict(sm.input), outputs=dict(sm.output), params=dict(sm.params))
+record_job(snakemake, __file__)  # noqa: F821

@@ -3,6 +3,7 @@
 from cxr.annotations import empty_annotations, read_annotations, write_annotations
 from cxr.io import read_table
 from cxr.logs import run_logged
+from cxr.provenance import record_job
 
 
 def main(*, inputs: dict, outputs: dict, params: dict) -> None:
@@ -30,3 +31,4 @@ def main(*, inputs: dict, outputs: dict, params: dict) -> None:
 
 sm = snakemake  # noqa: F821
 run_logged(sm.log[0], main, inputs=dict(sm.input), outputs=dict(sm.output), params=dict(sm.params))
+record_job(snakemake, __file__)  # noqa: F821

@@ -3,6 +3,7 @@
 from cxr.curate import Rules, check_classes, curate
 from cxr.io import write_csv, write_json
 from cxr.logs import run_logged
+from cxr.provenance import record_job
 
 
 def main(*, outputs: dict, params: dict) -> None:
@@ -18,3 +19,4 @@ def main(*, outputs: dict, params: dict) -> None:
 
 sm = snakemake  # noqa: F821
 run_logged(sm.log[0], main, outputs=dict(sm.output), params=dict(sm.params))
+record_job(snakemake, __file__)  # noqa: F821

@@ -2,6 +2,7 @@
 
 from cxr.evaluate import evaluate_models_job
 from cxr.logs import run_logged
+from cxr.provenance import record_job
 
 sm = snakemake  # noqa: F821
 run_logged(
@@ -11,3 +12,4 @@ run_logged(
     outputs=dict(sm.output.items()),
     params=dict(sm.params.items()),
 )
+record_job(snakemake, __file__)  # noqa: F821

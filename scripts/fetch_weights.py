@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from cxr.logs import run_logged
+from cxr.provenance import record_job
 from cxr.weights import install_weights
 
 
@@ -18,3 +19,4 @@ run_logged(
     params=dict(sm.params),
     wildcards=dict(sm.wildcards),
 )
+record_job(snakemake, __file__)  # noqa: F821

@@ -4,6 +4,7 @@ import shutil
 from pathlib import Path
 
 from cxr.logs import run_logged
+from cxr.provenance import record_job
 from cxr.synthetic import DISEASE_DIR, EXTERNAL_DIR, HEALTHY_DIR, LATER_DIR, generate_synthetic
 
 
@@ -17,3 +18,4 @@ def main(*, params: dict) -> None:
 
 sm = snakemake  # noqa: F821
 run_logged(sm.log[0], main, params=dict(sm.params))
+record_job(snakemake, __file__)  # noqa: F821

@@ -2,6 +2,7 @@
 
 from cxr.listing import write_listing
 from cxr.logs import run_logged
+from cxr.provenance import record_job
 
 
 def main(*, outputs: dict, params: dict) -> None:
@@ -10,3 +11,4 @@ def main(*, outputs: dict, params: dict) -> None:
 
 sm = snakemake  # noqa: F821
 run_logged(sm.log[0], main, outputs=dict(sm.output), params=dict(sm.params))
+record_job(snakemake, __file__)  # noqa: F821

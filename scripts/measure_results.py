@@ -2,6 +2,7 @@
 
 from cxr.io import read_json, write_json
 from cxr.logs import run_script
+from cxr.provenance import record_job
 from cxr.verify import measure
 
 
@@ -26,3 +27,4 @@ def main(*, inputs: dict, outputs: dict, params: dict) -> None:
 
 
 run_script(snakemake, main)  # noqa: F821
+record_job(snakemake, __file__)  # noqa: F821

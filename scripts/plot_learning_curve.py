@@ -5,6 +5,7 @@ import pandas as pd
 from cxr import plots
 from cxr.io import read_json, write_csv
 from cxr.logs import run_logged
+from cxr.provenance import record_job
 
 
 def learning_curve_table(summary: dict) -> pd.DataFrame:
@@ -27,3 +28,4 @@ def main(*, inputs: dict, outputs: dict) -> None:
 
 sm = snakemake  # noqa: F821
 run_logged(sm.log[0], main, inputs=dict(sm.input), outputs=dict(sm.output))
+record_job(snakemake, __file__)  # noqa: F821

@@ -1,6 +1,7 @@
 """Entry point of rule render_report."""
 
 from cxr.logs import run_logged
+from cxr.provenance import record_job
 from cxr.report import write_report
 
 
@@ -26,3 +27,4 @@ run_logged(
     outputs=dict(sm.output),
     params=dict(sm.params),
 )
+record_job(snakemake, __file__)  # noqa: F821

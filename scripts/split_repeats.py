@@ -2,6 +2,7 @@
 
 from cxr.io import read_table, write_csv, write_json
 from cxr.logs import run_logged
+from cxr.provenance import record_job
 from cxr.split import repeated_splits
 
 
@@ -14,3 +15,4 @@ def main(*, inputs: dict, outputs: dict, params: dict) -> None:
 
 sm = snakemake  # noqa: F821
 run_logged(sm.log[0], main, inputs=dict(sm.input), outputs=dict(sm.output), params=dict(sm.params))
+record_job(snakemake, __file__)  # noqa: F821

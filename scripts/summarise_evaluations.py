@@ -3,6 +3,7 @@
 from cxr.evaluate import summarise, summary_table
 from cxr.io import read_json, write_csv, write_json
 from cxr.logs import run_logged
+from cxr.provenance import record_job
 
 
 def main(*, inputs: dict, outputs: dict) -> None:
@@ -19,3 +20,4 @@ run_logged(
     inputs={name: list(files) for name, files in sm.input.items()},
     outputs=dict(sm.output),
 )
+record_job(snakemake, __file__)  # noqa: F821

@@ -6,11 +6,11 @@ from __future__ import annotations
 import copy
 import re
 
-import jinja2
 import pytest
 
 from conftest import REPO
 from cxr.report import checklist as claim
+from cxr.report import environment as report_environment
 
 FACTS = {
     "n_images": 138,
@@ -83,11 +83,7 @@ def row(rows: list[dict], item: int) -> dict:
 
 
 def render(context: dict) -> str:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(REPO / "report")),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
+    env = report_environment(REPO / "report")
     return env.get_template("checklist.html.j2").render(checklist=context)
 
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import copy
 import html
+import json
+import re
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -17,13 +20,14 @@ from PIL import Image
 
 from conftest import REPO, synthetic_sources
 from cxr import plots, report
+from cxr import provenance as cxr_provenance
 from cxr.audit import audit_leakage
 from cxr.compare import compare_protocols
 from cxr.curate import Rules, curate
 from cxr.errors import DataError
 from cxr.evaluate import evaluate_predictions, summarise
 from cxr.generalisation import generalisation
-from cxr.io import read_json, write_csv, write_json
+from cxr.io import read_json, sha256_file, write_csv, write_json
 from cxr.repeats import optimism_over_repeats
 from cxr.report.figures import png_file_uri
 from cxr.report.training import load_runs
@@ -745,3 +749,31 @@ def test_results_and_reproduction_name_the_empty_external_source(troubled):
                         "rows": [row]}}  # fmt: skip
     text = _text(_render("reproduction.html.j2", reproduction))
     assert "ext: configured, no usable image (see Data)" in text
+
+
+def test_every_figure_and_table_of_the_report_shows_provenance(results, tmp_path):
+    """With a job record for every input, each table and figure is followed by its note."""
+    inputs = dict(results["inputs"])
+    files = [p for v in inputs.values() for p in ([v] if isinstance(v, (str, Path)) else v)]
+    sm = SimpleNamespace(
+        rule="fixture", wildcards={}, input=[], output=[str(p) for p in files],
+        params=SimpleNamespace(items=lambda: {}.items()),
+    )  # fmt: skip
+    cxr_provenance.record_job(sm, REPO / "scripts/render_report.py", jobs_dir=tmp_path / "jobs")
+    found = cxr_provenance.collect([str(p) for p in files], jobs_dir=tmp_path / "jobs")
+    path = tmp_path / "provenance.json"
+    path.write_text(json.dumps(found))
+    inputs["provenance"] = str(path)
+    context = report.build_context(
+        inputs, config=_config(), sources=results["sources"],
+        labels=LABELS, protocols=PROTOCOLS, primary="patient",
+    )  # fmt: skip
+    page = report.render(context, TEMPLATES)
+    tables = page.count("</table>")
+    figures = page.count("</figcaption>")
+    assert tables > 25 and figures > 10
+    assert len(re.findall(r'</table>\s*<details class="prov">', page)) == tables
+    assert len(re.findall(r'</figcaption>\s*<details class="prov">', page)) == figures
+    assert "job <code>fixture</code>" in page
+    evaluation = str(results["inputs"]["evaluations"][0])
+    assert sha256_file(evaluation)[:12] in page

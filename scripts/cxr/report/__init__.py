@@ -28,6 +28,7 @@ from cxr.report import (
     summary,
     training,
 )
+from cxr.report.provenance import ProvenanceNotes
 from cxr.report.formatting import detectable_difference, est, num, pct, pct_est, short, width_points
 from cxr.report.reproducibility import PACKAGES, commands, git_commit, package_versions
 
@@ -77,6 +78,10 @@ def build_context(
         "generated_at": now.strftime("%Y-%m-%d %H:%M:%S %Z").strip(),
         "dataset": dataset,
         "labels": labels,
+        # The provenance line under each figure and table (cxr.report.provenance).
+        "prov": ProvenanceNotes(
+            read_json(inputs["provenance"]) if inputs.get("provenance") else None, inputs
+        ),
     }
 
     def add(section: dict) -> None:
@@ -216,6 +221,8 @@ def environment(template_dir: Path) -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(num=num, est=est, pct=pct, short=short)
+    # A section rendered alone (tests) has no provenance; build_context's `prov` replaces it.
+    env.globals["prov"] = ProvenanceNotes(None, {})
     return env
 
 

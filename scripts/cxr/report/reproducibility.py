@@ -6,13 +6,14 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import logging
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from cxr import provenance
 from cxr.io import sha256_file
+from cxr.provenance import commit_text
 
 log = logging.getLogger(__name__)
 
@@ -35,23 +36,7 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> list[dict]:
 
 def git_commit(repo_dir: Path | None) -> str:
     """HEAD of the workflow's checkout, '+ uncommitted changes' when dirty; 'unknown' if none."""
-    if repo_dir is None:
-        return "unknown"
-
-    def git(*args: str) -> str:
-        result = subprocess.run(
-            ["git", "-C", str(repo_dir), *args],
-            capture_output=True, text=True, timeout=20, check=True,
-        )  # fmt: skip
-        return result.stdout.strip()
-
-    try:
-        commit = git("rev-parse", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.SubprocessError) as error:
-        log.info("no git commit for %s: %s", repo_dir, error)
-        return "unknown"
-    return f"{commit} + uncommitted changes" if dirty else commit
+    return commit_text(provenance.git_commit(repo_dir))
 
 
 def default_dataset(repo_dir: Path | None) -> str:

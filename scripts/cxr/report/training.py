@@ -81,6 +81,7 @@ def load_runs(inputs: dict) -> list[dict]:
                     kind: png_file_uri(figure)
                     for kind, figure in zip(FIGURE_KINDS, figure_paths, strict=True)
                 },
+                "paths": dict(zip(FIGURE_KINDS, map(str, figure_paths), strict=True)),
             }
         )
     return runs

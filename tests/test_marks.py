@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image, ImageDraw
 
 from cxr import marks
 from cxr.errors import ConfigError
-from cxr.marks import NO_MARKS, MarkFinding, find_colour_marks, is_marked
+from cxr.marks import NO_MARKS, MarkFinding, find_colour_marks, is_marked, mark_reasons
 
 RED = (255, 0, 0)
 # A 40x8 shaft and a triangular head pointing right: drawn extent x 100..160, y 116..139.
@@ -62,13 +63,13 @@ def test_red_arrow_is_found_whole_with_its_drawn_box():
     assert finding.box == ARROW_BOX
     assert finding.area == pytest.approx(expected / 256**2)
     assert finding.coloured_fraction == finding.area  # the arrow is the only colour
-    assert is_marked(finding, min_area=0.0005)
+    assert is_marked(finding.area, min_area=0.0005)
 
 
 def test_jpeg_arrow_stays_one_region_around_the_drawn_arrow():
     img = jpeg(draw_arrow(xray(), RED), quality=75)
     finding = find_colour_marks(img)
-    assert is_marked(finding, min_area=0.0005)
+    assert is_marked(finding.area, min_area=0.0005)
     assert finding.box is not None
     for got, drawn in zip(finding.box, ARROW_BOX, strict=True):
         assert abs(got - drawn) <= 2
@@ -94,7 +95,7 @@ def test_gray_text_is_not_a_mark():
     finding = find_colour_marks(img)
     assert finding == NO_MARKS
     assert finding.area == 0.0
-    assert not is_marked(finding, min_area=0.0005)
+    assert not is_marked(finding.area, min_area=0.0005)
 
 
 def test_gray_rgb_jpeg_has_no_chroma_at_all():
@@ -112,7 +113,7 @@ def test_tinted_film_is_below_the_default_threshold():
     img = jpeg(Image.fromarray(tinted, "RGB"), quality=75)
     assert 25 <= chroma(img).max() < 60
     assert find_colour_marks(img) == NO_MARKS
-    assert is_marked(find_colour_marks(img, chroma_threshold=20), min_area=0.0005)
+    assert is_marked(find_colour_marks(img, chroma_threshold=20).area, min_area=0.0005)
 
 
 def test_threshold_is_inclusive():
@@ -143,7 +144,7 @@ def test_palette_image_with_green_circle_is_marked():
     finding = find_colour_marks(img)
     assert finding.box == (60, 60, 121, 121)
     assert finding.pixels == np.count_nonzero(np.asarray(img) == 255)
-    assert is_marked(finding, min_area=0.0005)
+    assert is_marked(finding.area, min_area=0.0005)
 
 
 def test_rgba_yellow_mark_counts_and_transparent_colour_does_not():
@@ -155,7 +156,7 @@ def test_rgba_yellow_mark_counts_and_transparent_colour_does_not():
     assert finding == MarkFinding(
         area=0.01, pixels=100, box=(10, 20, 20, 30), coloured_fraction=0.01
     )
-    assert is_marked(finding, min_area=0.0005)
+    assert is_marked(finding.area, min_area=0.0005)
 
 
 def test_sixteen_bit_image_is_not_marked():
@@ -171,8 +172,8 @@ def test_small_speck_is_found_but_not_marked():
     assert finding.pixels == 9
     assert finding.box == (300, 200, 303, 203)
     assert finding.area == 9 / 512**2  # 0.0000343, below 0.0005
-    assert not is_marked(finding, min_area=0.0005)
-    assert is_marked(finding, min_area=0.0)
+    assert not is_marked(finding.area, min_area=0.0005)
+    assert is_marked(finding.area, min_area=0.0)
 
 
 def test_largest_of_two_marks_sets_area_and_both_set_coloured_fraction():
@@ -211,14 +212,39 @@ def test_bad_threshold_is_refused_even_for_gray_images():
 @pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), "0.01", None])
 def test_bad_min_area_names_the_setting(bad):
     with pytest.raises(ConfigError, match=r"marks\.min_area"):
-        is_marked(NO_MARKS, min_area=bad)
+        is_marked(NO_MARKS.area, min_area=bad)
 
 
 def test_min_area_bounds_are_allowed():
     whole = MarkFinding(area=1.0, pixels=4, box=(0, 0, 2, 2), coloured_fraction=1.0)
-    assert is_marked(whole, min_area=1.0)
-    assert is_marked(whole, min_area=0)
-    assert not is_marked(NO_MARKS, min_area=0.0)  # no coloured pixel: never marked
+    assert is_marked(whole.area, min_area=1.0)
+    assert is_marked(whole.area, min_area=0)
+    assert not is_marked(NO_MARKS.area, min_area=0.0)  # no coloured pixel: never marked
+
+
+def test_is_marked_works_on_the_curated_column_too():
+    areas = np.array([0.0, 0.0001, 0.0005, 0.004])
+    assert is_marked(areas, min_area=0.0005).tolist() == [False, False, True, True]
+    assert is_marked(areas, min_area=0).tolist() == [False, True, True, True]
+
+
+def test_mark_reasons_of_curated_rows():
+    """Four images.csv rows: an arrow, a speck, a hand-listed image without colour, and a
+    listed image that is also coloured (the hand list wins the reason)."""
+    images = pd.DataFrame(
+        {"id": ["a", "b", "c", "d"], "mark_area": [0.004, 0.0001, 0.0, 0.002]},
+        index=[10, 11, 12, 13],
+    )
+    reasons = mark_reasons(images, min_area=0.0005, ids=["c", "d"])
+    assert reasons.to_dict() == {
+        10: "coloured annotation mark",
+        11: "",
+        12: "listed in marks.ids",
+        13: "listed in marks.ids",
+    }
+    # min_area 0: any coloured pixel marks the image (the speck too), never an uncoloured one.
+    any_colour = mark_reasons(images, min_area=0, ids=[])
+    assert list(any_colour) == [marks.COLOURED, marks.COLOURED, "", marks.COLOURED]
 
 
 def test_1024_image_takes_well_under_a_tenth_of_a_second():
@@ -253,7 +279,7 @@ COVID_IMAGES = "covid-chestxray-dataset-2020-03-18/images"
 def test_real_covid_images(shared_data, name, marked):
     with Image.open(shared_data / COVID_IMAGES / name) as img:
         finding = find_colour_marks(img)
-    assert is_marked(finding, min_area=0.0005) is marked
+    assert is_marked(finding.area, min_area=0.0005) is marked
 
 
 @pytest.mark.realdata

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 from scipy import ndimage
 
@@ -18,6 +20,9 @@ from cxr.errors import ConfigError
 # Modes that cannot hold colour; "I;16", "I;16B", "I;16L", "I;16N" share the prefix.
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "F"})
 EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)
+# Why a curated image counts as marked (mark_reasons; removed.csv's `reason`).
+COLOURED = "coloured annotation mark"
+LISTED = "listed in marks.ids"
 
 
 @dataclass(frozen=True)
@@ -95,8 +100,12 @@ def find_colour_marks(img: Image.Image, *, chroma_threshold: int = 60) -> MarkFi
     )
 
 
-def is_marked(finding: MarkFinding, *, min_area: float) -> bool:
-    """True when the largest coloured region covers at least `min_area` of the image."""
+def is_marked(area: float | np.ndarray, *, min_area: float) -> bool | np.ndarray:
+    """Whether a largest coloured region of `area` (a fraction of the image: MarkFinding.area,
+    or the curated images' `mark_area` column) marks its image: it covers at least `min_area`
+    and holds a coloured pixel at all (so min_area 0 means any coloured pixel). Elementwise on
+    an array; mark_reasons applies it to the curated rows for the no-marks protocols
+    (cxr.split) and the report's counts (cxr.report.marks)."""
     if (
         isinstance(min_area, bool)
         or not isinstance(min_area, numbers.Real)
@@ -107,4 +116,16 @@ def is_marked(finding: MarkFinding, *, min_area: float) -> bool:
             f"marks.min_area={min_area!r}: must be a fraction of the image from 0 to 1 "
             "(e.g. 0.0005 = 0.05% of its pixels); set it in config.yaml"
         )
-    return finding.pixels > 0 and finding.area >= min_area
+    areas = np.asarray(area, dtype=float)
+    marked = (areas > 0) & (areas >= min_area)
+    return marked if marked.ndim else bool(marked)
+
+
+def mark_reasons(images: pd.DataFrame, *, min_area: float, ids: Iterable[str]) -> pd.Series:
+    """Why each curated image (a row of images.csv) counts as marked, by config's `marks`:
+    LISTED when its id is in the hand list `ids` (marks that are not coloured), else COLOURED
+    when is_marked by its `mark_area`, else "" (not marked). Indexed like `images`."""
+    coloured = is_marked(images["mark_area"].astype(float).to_numpy(), min_area=min_area)
+    listed = images["id"].isin(set(ids)).to_numpy()
+    reasons = np.where(listed, LISTED, np.where(coloured, COLOURED, ""))
+    return pd.Series(reasons, index=images.index, dtype=object)

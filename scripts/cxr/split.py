@@ -12,6 +12,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from cxr.errors import ConfigError, DataError
+from cxr.marks import COLOURED, mark_reasons
 
 
 def fold_count(fraction: float) -> int:
@@ -98,28 +99,23 @@ def split_images(images: pd.DataFrame, fractions: dict[str, float], seed: int) -
 def remove_marked(
     images: pd.DataFrame, *, min_area: float, ids: list[str]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split off the images that carry annotation marks: a coloured region of at least
-    `min_area` of the image (measured at curation), or an id in the hand list `ids`.
-    Returns (kept, removed) with removed's `reason` and `detail` saying why."""
-    listed = images["id"].isin(set(ids))
-    coloured = images["mark_area"].astype(float) >= min_area
-    if min_area == 0:  # 0 would mark every image; it means "coloured at all"
-        coloured = images["mark_area"].astype(float) > 0
-    removed = images[listed | coloured].copy()
-    removed["reason"] = [
-        "listed in marks.ids" if is_listed else "coloured annotation mark"
-        for is_listed in listed[listed | coloured]
-    ]
+    """Split off the images that carry annotation marks (cxr.marks.mark_reasons: a coloured
+    region of at least `min_area` of the image, measured at curation, or an id in the hand
+    list `ids`). Returns (kept, removed) with removed's `reason` and `detail` saying why."""
+    reasons = mark_reasons(images, min_area=min_area, ids=ids)
+    marked = reasons != ""
+    removed = images[marked].copy()
+    removed["reason"] = reasons[marked]
     removed["detail"] = [
         f"largest coloured region {area:.3%} of the image (min_area {min_area:g}), box {box}"
-        if reason == "coloured annotation mark"
+        if reason == COLOURED
         else "marks that are not coloured, listed by hand"
         for area, box, reason in zip(
             removed["mark_area"].astype(float), removed["mark_box"], removed["reason"], strict=True
         )
     ]
     columns = ["id", "patient", "source", "label", "role", "reason", "detail"]
-    return images[~(listed | coloured)], removed[columns].reset_index(drop=True)
+    return images[~marked], removed[columns].reset_index(drop=True)
 
 
 def subsample_patients(splits: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:

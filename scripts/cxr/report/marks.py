@@ -8,15 +8,15 @@ from pathlib import Path
 import pandas as pd
 
 from cxr.io import read_table
+from cxr.marks import mark_reasons
 from cxr.report.figures import crop_uri
 from cxr.report.formatting import num
 
 
 def marked_images(images: pd.DataFrame, marks: dict) -> pd.DataFrame:
-    """The curated images that carry annotation marks by config's `marks` settings."""
-    area = images["mark_area"].astype(float)
-    coloured = area >= marks["min_area"] if marks["min_area"] > 0 else area > 0
-    return images[coloured | images["id"].isin(set(marks.get("ids") or []))]
+    """The curated images that carry annotation marks by config's `marks` settings, as the
+    no-marks protocols remove them (cxr.marks.mark_reasons)."""
+    return images[mark_reasons(images, min_area=marks["min_area"], ids=marks["ids"]) != ""]
 
 
 def marks_section(
@@ -80,12 +80,12 @@ def marks_section(
 def context(
     *,
     images: pd.DataFrame,
-    settings: dict | None,
+    settings: dict,
     summaries: dict[str, dict],
     removed: dict[str, str | Path],
     image_root: Path,
 ) -> dict:
-    """The key marks.html.j2 shows; `removed` names each protocol's removed.csv."""
-    marks = {"min_area": 0.0005, "ids": [], **(settings or {})}
+    """The key marks.html.j2 shows; `settings`: config's `marks` section (chroma_threshold,
+    min_area, ids); `removed` names each protocol's removed.csv."""
     tables = {name: read_table(path) for name, path in removed.items()}
-    return {"marks": marks_section(images, marks, summaries, tables, image_root=image_root)}
+    return {"marks": marks_section(images, settings, summaries, tables, image_root=image_root)}

@@ -29,6 +29,7 @@ from cxr.evaluate import evaluate_predictions, summarise
 from cxr.generalisation import generalisation
 from cxr.io import read_json, sha256_file, write_csv, write_json
 from cxr.repeats import optimism_over_repeats
+from cxr.report.checklist import section_anchors
 from cxr.report.figures import png_file_uri
 from cxr.report.training import load_runs
 from cxr.split import image_level_counterfactual, split_patients, split_protocol
@@ -39,9 +40,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
 RUNS = (("MobileNet", 0), ("MobileNet", 1), ("DenseNet121", 0))  # two seeds of one
 LABELS = {"positive": "covid", "negative": "normal"}
-SECTIONS = ("summary", "reproduction", "data", "training", "results", "generalisation",
-            "learning-curve", "marks", "saliency", "caveats", "reproducibility",
-            "checklist")  # fmt: skip
+SECTIONS = section_anchors(TEMPLATES)  # the <section id> of each template report.html.j2 includes
 # As config.yaml's synthetic dataset: each external source alone, then the named group.
 EXTERNAL_SETS = {"nih": ["nih"], "covid_later": ["covid_later"],
                  "temporal": ["covid_later", "nih"]}  # fmt: skip
@@ -366,8 +365,14 @@ def _tags(page: str) -> list[tuple[str, dict]]:
 def test_every_section_is_present(page):
     tags = _tags(page)
     ids = [attrs.get("id") for tag, attrs in tags if tag == "section"]
-    assert ids == list(SECTIONS)
+    assert ids == SECTIONS
+    assert SECTIONS[0] == "summary" and SECTIONS[-1] == "checklist"
     assert page.count("<h2>") == len(SECTIONS)
+
+
+def test_the_navigation_links_every_section_in_order(page):
+    nav = re.search(r"<nav>(.*?)</nav>", page, re.DOTALL).group(1)
+    assert re.findall(r'href="#([^"]+)"', nav) == SECTIONS
 
 
 def test_numbers_come_from_the_results(results, page):

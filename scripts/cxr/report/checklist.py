@@ -5,24 +5,39 @@ read from the rest of the report's context) and the report section that addresse
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import jinja2
+import jinja2.meta
 import pandas as pd
 
 STATUSES = ("met", "not met", "not applicable")
 
-# Anchor ids of the report's sections; a row's "section" is one of these or None.
-SECTIONS = (
-    "summary",
-    "reproduction",
-    "data",
-    "training",
-    "results",
-    "learning-curve",
-    "marks",
-    "saliency",
-    "caveats",
-    "reproducibility",
-    "checklist",
-)
+# The page template whose includes are the report's sections, in order.
+PAGE = "report.html.j2"
+SECTION_ID = re.compile(r"""<section\s+id=["']([^"']+)["']""")
+
+
+def section_anchors(template_dir: str | Path) -> list[str]:
+    """The anchor ids of the report's sections, in page order: the `<section id=...>` of each
+    template that report.html.j2 includes. A row's "section" is one of these or None."""
+    template_dir = Path(template_dir)
+    env = jinja2.Environment()
+    page = env.parse((template_dir / PAGE).read_text(encoding="utf-8"))
+    anchors = []
+    for name in jinja2.meta.find_referenced_templates(page):
+        if name is None or not name.endswith(".html.j2"):
+            continue  # style.css; a name computed at render time is not a section
+        ids = SECTION_ID.findall((template_dir / name).read_text(encoding="utf-8"))
+        if len(ids) != 1:
+            raise ValueError(
+                f"{template_dir / name}: {len(ids)} <section id=...> tags; a template that "
+                f"{PAGE} includes holds exactly one section"
+            )
+        anchors.append(ids[0])
+    return anchors
+
 
 # CLAIM 2020, items 1-42, as short topics (the checklist's own wording is longer).
 ITEMS = (

@@ -29,7 +29,7 @@ from cxr.evaluate import evaluate_predictions, summarise
 from cxr.generalisation import generalisation
 from cxr.io import read_json, sha256_file, write_csv, write_json
 from cxr.repeats import optimism_over_repeats
-from cxr.report.checklist import section_anchors
+from cxr.report.checklist import WORKFLOW_FACTS, claim_facts, section_anchors
 from cxr.report.figures import png_file_uri
 from cxr.report.training import load_runs
 from cxr.split import image_level_counterfactual, split_patients, split_protocol
@@ -315,6 +315,7 @@ def _config(dataset: str = "synthetic") -> dict:
         "labels": LABELS,
         "marks": MARKS,
         "training": {"epochs": 3, "batch_size": 8, "learning_rate": 0.001},
+        "evaluation": {"checkpoint": "final"},
         "notes": ALERT,  # config text must be escaped inside <pre> too
     }
 
@@ -656,6 +657,42 @@ def test_checklist_has_every_claim_item_and_valid_links(context, page):
     assert by_item[31]["status"] == "met"  # saliency maps of every explained run
     assert by_item[31]["section"] == "saliency"
     assert by_item[32]["status"] == "met"  # an external source was evaluated
+
+
+def test_the_checklist_reads_the_run_and_the_workflows_fixed_facts(results, context):
+    images = results["images"]
+    facts = claim_facts(context, _config(), PROTOCOLS, images)
+    assert facts["intervals"] and facts["config_recorded"]  # read from the run
+    assert facts["epochs"] == 3 and facts["model_selection"] == "final"  # from the config
+    assert {k: facts[k] for k in WORKFLOW_FACTS} == WORKFLOW_FACTS
+    # Each metric the checklist names is a row (or a row's note) of the results' table.
+    shown = " ".join(f"{r['label']} {r['note']}" for r in context["metric_table"]["rows"])
+    assert all(metric in shown for metric in WORKFLOW_FACTS["metrics"])
+
+
+def test_the_checklist_of_a_workflow_without_its_fixed_facts(results, context):
+    def rows(built: dict, **changes) -> dict[int, dict]:
+        made = report.checklist.context(
+            built, config=_config(), protocols=PROTOCOLS, images=results["images"],
+            workflow={**WORKFLOW_FACTS, **changes},
+        )  # fmt: skip
+        return {r["item"]: r for r in made["checklist"]["rows"]}
+
+    met = rows(context)
+    assert [met[i]["status"] for i in (8, 13, 14, 28, 29, 33, 41)] == ["met"] * 7
+    assert "leakage probes" in met[30]["why"] and "burnt-in marks" in met[30]["why"]
+    bare = rows(context, exclusions_logged=False, metrics=[], marks_checked=False,
+                leakage_audit=False, code_available=False, reference_standard="")  # fmt: skip
+    assert [bare[i]["status"] for i in (8, 13, 14, 28, 33, 41)] == ["not met"] * 6
+    assert "leakage" not in bare[30]["why"] and "marks" not in bare[30]["why"]
+    # Facts of the run: a run without intervals, a report without its configuration.
+    runs = copy.deepcopy(context["runs"])
+    for run in runs:
+        del run["test"]["accuracy"]["ci95_patient_bootstrap"]
+    unrecorded = {**context["reproducibility"], "config_yaml": ""}
+    other = rows({**context, "runs": runs, "reproducibility": unrecorded})
+    assert other[29]["status"] == "not met" and other[36]["status"] == "not met"
+    assert other[23]["status"] == "not met" and other[9]["status"] == "not met"
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """Context of report/checklist.html.j2: the CLAIM checklist (Mongan, Moy & Kahn, Radiology:
 Artificial Intelligence 2020;2(2):e200029) for this reproduction: each of its 42 items marked met,
 not met or not applicable, with one sentence of why built from the facts of the run (claim_facts,
-read from the rest of the report's context) and the report section that addresses it."""
+read from the rest of the report's context), the workflow's fixed ones (WORKFLOW_FACTS), and the
+report section that addresses it."""
 
 from __future__ import annotations
 
@@ -677,13 +678,66 @@ def checklist(facts: dict) -> dict:
     return {"rows": rows, "summary": summary(rows)}
 
 
-def claim_facts(context: dict, config: dict, protocols: list[dict], images: pd.DataFrame) -> dict:
-    """The facts claim_checklist reads, from the report's context and config."""
-    training = config.get("training") or {}
+# The facts that are properties of the workflow, not of a run: every run has them, so no input
+# of the report could say otherwise. claim_facts takes them as a parameter, so that what the
+# checklist says of a workflow without one of them is a call away (tests/test_report.py).
+WORKFLOW_FACTS = {
+    # curate_images logs every record it drops, with its reason, in exclusions.csv, an input
+    # of the report (the data section's exclusion table).
+    "exclusions_logged": True,
+    # The metrics of cxr.metrics.binary_metrics that results.metric_table shows per run.
+    "metrics": [
+        "accuracy",
+        "sensitivity",
+        "specificity",
+        "PPV",
+        "NPV",
+        "ROC AUC",
+        "F1",
+        "Brier",
+        "ECE",
+    ],
+    # curate_images measures every image's colour marks, and the report counts the marked
+    # images (the marks section) whether or not a no_marks protocol runs.
+    "marks_checked": True,
+    # audit_leakage runs for every dataset; its leakage.json is an input of the report.
+    "leakage_audit": True,
+    # The workflow is its code: the report comes from a checkout or a release archive of it.
+    "code_available": True,
+    # Labels come from the sources as curation reads them, never from annotators of our own.
+    "reference_standard": "source labels: the COVID-19 collection's `finding` column "
+    "(curation.disease_finding); healthy sources by folder",
+}
+
+
+def _known(frame: pd.DataFrame, column: str) -> int:
+    """Rows of `frame` with a non-empty `column` (0 when the curated table has no such column)."""
+    return int((frame[column].astype(str) != "").sum()) if column in frame else 0
+
+
+def _intervals(runs: list[dict]) -> bool:
+    """Whether every run's test accuracy carries its Wilson and patient-bootstrap intervals."""
+    return bool(runs) and all(
+        {"ci95", "ci95_patient_bootstrap"} <= r["test"]["accuracy"].keys() for r in runs
+    )
+
+
+def claim_facts(
+    context: dict,
+    config: dict,
+    protocols: list[dict],
+    images: pd.DataFrame,
+    *,
+    workflow: dict = WORKFLOW_FACTS,
+) -> dict:
+    """The facts claim_checklist reads: those of the run, from the report's context and
+    config, and the workflow's own (`workflow`, WORKFLOW_FACTS)."""
+    training = config["training"]
     trained = images[images["role"] == "train"]
     disease = trained[trained["label"] == context["labels"]["positive"]]
     runs = context["runs"]
     return {
+        **workflow,
         "n_images": len(trained),
         "n_patients": int(trained["patient"].nunique()),
         "sources": [
@@ -696,7 +750,6 @@ def claim_facts(context: dict, config: dict, protocols: list[dict], images: pd.D
             }
             for s in context["sources"]
         ],  # fmt: skip
-        "exclusions_logged": True,
         "flow_diagram": bool(context["flow"]["picture"]),
         "patient_disjoint": (context["leakage"]["overlap"] or {}).get(
             "patients_in_several_splits", 0
@@ -706,23 +759,12 @@ def claim_facts(context: dict, config: dict, protocols: list[dict], images: pd.D
         "split_fractions": context["split_fractions"],
         "architectures": list(dict.fromkeys(r["arch"] for r in runs)),
         "weights": "random" if context["weights"]["random"] else "imagenet",
-        "epochs": int(training.get("epochs", 0)),
-        "batch_size": int(training.get("batch_size", 0)),
-        "learning_rate": float(training.get("learning_rate", 0)),
-        "model_selection": (config.get("evaluation") or {}).get("checkpoint", "final"),
+        "epochs": int(training["epochs"]),
+        "batch_size": int(training["batch_size"]),
+        "learning_rate": float(training["learning_rate"]),
+        "model_selection": config["evaluation"]["checkpoint"],
         "seeds": sorted({r["seed"] for r in runs}),
-        "metrics": [
-            "accuracy",
-            "sensitivity",
-            "specificity",
-            "PPV",
-            "NPV",
-            "ROC AUC",
-            "F1",
-            "Brier",
-            "ECE",
-        ],  # fmt: skip
-        "intervals": True,
+        "intervals": _intervals(runs),
         "external_sources": sorted(
             {s for r in runs for s, e in r["external"].items() if e.get("kind") == "source"}
         ),
@@ -733,9 +775,7 @@ def claim_facts(context: dict, config: dict, protocols: list[dict], images: pd.D
             {n for r in runs for n, e in r["external"].items() if e.get("classes") == "both"}
         ),
         "learning_curve": bool(context.get("learning_curves")),
-        "marks_checked": True,
         "n_marked": context["marks"]["n_marked"],
-        "leakage_audit": True,
         "failure_analysis": any(r.get("errors") for r in runs),
         "saliency": bool(context["saliency"]["runs"]),
         "lung_annotations": any(section["images"] for section in context.get("lungs", [])),
@@ -744,19 +784,23 @@ def claim_facts(context: dict, config: dict, protocols: list[dict], images: pd.D
             for section in context.get("lungs", [])
         ),
         "demographics": {
-            "age_known": int((disease.get("age", pd.Series(dtype=str)).astype(str) != "").sum())
-            if "age" in disease
-            else 0,
-            "sex_known": 0,
+            "age_known": _known(disease, "age"),
+            "sex_known": _known(disease, "sex"),
             "n": len(trained),
         },
-        "reference_standard": "source labels: the COVID-19 collection's `finding` column "
-        "(curation.disease_finding); healthy sources by folder",
-        "code_available": True,
-        "config_recorded": True,
+        # The reproducibility section prints the configuration the run used.
+        "config_recorded": bool(context["reproducibility"]["config_yaml"]),
     }
 
 
-def context(report: dict, *, config: dict, protocols: list[dict], images: pd.DataFrame) -> dict:
+def context(
+    report: dict,
+    *,
+    config: dict,
+    protocols: list[dict],
+    images: pd.DataFrame,
+    workflow: dict = WORKFLOW_FACTS,
+) -> dict:
     """The key checklist.html.j2 shows, from the facts in the other sections' context."""
-    return {"checklist": checklist(claim_facts(report, config, protocols, images))}
+    facts = claim_facts(report, config, protocols, images, workflow=workflow)
+    return {"checklist": checklist(facts)}

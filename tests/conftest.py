@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from cxr.config import sources_at
+from cxr.curate import Rules
 
 # One SLURM cluster per session, shared by every module that asks for it.
 from slurm_cluster import slurm_cluster  # noqa: F401
@@ -62,6 +65,32 @@ def _config() -> dict:
     import yaml
 
     return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+@functools.cache
+def _schema_defaults() -> dict:
+    from cxr.config import validate_schema
+
+    stub = {"kind": "folder", "root": ".", "label": "x"}
+    config = {"dataset": "stub", "datasets": {"stub": {"sources": {"stub": stub}}}}
+    validate_schema(config, REPO / "rules" / "config.schema.yaml")
+    return config
+
+
+def schema_defaults() -> dict:
+    """The config that rules/config.schema.yaml's defaults alone make (a stub dataset aside):
+    what a test uses where it means "the workflow's default", so that the schema stays its
+    one home."""
+    return copy.deepcopy(_schema_defaults())
+
+
+def curation_rules(**changes) -> Rules:
+    """Curation's rules at the schema's defaults (the article's selection), with `changes`."""
+    config = schema_defaults()
+    rules = Rules.from_config(
+        config["curation"], config["labels"], config["marks"]["chroma_threshold"]
+    )
+    return dataclasses.replace(rules, **changes)
 
 
 class RecordingHandler(SimpleHTTPRequestHandler):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import synthetic_sources
+from conftest import curation_rules, synthetic_sources
 from cxr.curate import (
     Flow,
     Rules,
@@ -24,7 +24,7 @@ from cxr.images import ImageRejected, load_image, resolve_inside
 
 @pytest.fixture(scope="module")
 def curated(synthetic_root):
-    return curate(synthetic_sources(synthetic_root), Rules(), seed=2020)
+    return curate(synthetic_sources(synthetic_root), curation_rules(), seed=2020)
 
 
 def test_accounting_included_plus_excluded_is_total(curated):
@@ -74,16 +74,18 @@ def test_included_images_follow_the_article_rules(curated):
 def test_sampling_is_seeded_and_logged(synthetic_root):
     sources = synthetic_sources(synthetic_root)
     sources["kermany"]["sample"] = 20
-    a, ex_a, _ = curate(sources, Rules(), seed=1)
-    b, _, _ = curate(sources, Rules(), seed=1)
-    c, _, _ = curate(sources, Rules(), seed=2)
+    a, ex_a, _ = curate(sources, curation_rules(), seed=1)
+    b, _, _ = curate(sources, curation_rules(), seed=1)
+    c, _, _ = curate(sources, curation_rules(), seed=2)
     assert (a["source"] == "kermany").sum() == 20
     assert a["id"].tolist() == b["id"].tolist() != c["id"].tolist()
     assert (ex_a["reason"] == "not sampled").sum() > 0
 
 
 def test_empty_class_error_names_the_rule(synthetic_root):
-    images, exclusions, _ = curate(synthetic_sources(synthetic_root), Rules(views=("XYZ",)), 0)
+    images, exclusions, _ = curate(
+        synthetic_sources(synthetic_root), curation_rules(views=("XYZ",)), 0
+    )
     with pytest.raises(DataError, match="class 'covid' is empty.*removed by 'view'"):
         check_classes(images, exclusions, ["covid", "normal"])
 
@@ -138,7 +140,7 @@ def test_label_conflicts_across_sources_are_logged_and_counted(tmp_path):
     _folder(tmp_path / "neg", {"p7.png": 7, "p8.png": 1, "p9.png": 9})
     sources = {"pos": _folder_source(tmp_path / "pos", "covid"),
                "neg": _folder_source(tmp_path / "neg", "normal")}  # fmt: skip
-    images, exclusions, flow = curate(sources, Rules(min_side=8), seed=0)
+    images, exclusions, flow = curate(sources, curation_rules(min_side=8), seed=0)
     assert sorted(images["id"]) == ["neg/p7.png", "neg/p9.png", "pos/p2.png"]
     conflicts = exclusions[exclusions["reason"] == "label conflict"]
     assert dict(zip(conflicts["file"], conflicts["detail"], strict=True)) == {
@@ -163,7 +165,7 @@ def test_a_duplicate_of_an_image_that_is_not_sampled_says_so(tmp_path):
                "neg": _folder_source(tmp_path / "neg", "normal", sample=2)}  # fmt: skip
     original_sampled = set()
     for seed in range(4):
-        images, exclusions, _ = curate(sources, Rules(min_side=8), seed=seed)
+        images, exclusions, _ = curate(sources, curation_rules(min_side=8), seed=seed)
         log = exclusions.set_index("file")
         assert log.loc["p1 (1).png", "reason"] == "duplicate image"
         original_sampled.add("neg/p1.png" in set(images["id"]))
@@ -189,7 +191,7 @@ def test_patient_ids_differing_only_in_format_are_warned_and_counted(tmp_path, c
     )
     sources = {"covid": {"kind": "ieee8023", "root": str(root), "label": "covid"}}
     with caplog.at_level("WARNING", logger="cxr.curate"):
-        images, _, flow = curate(sources, Rules(min_side=8), seed=0)
+        images, _, flow = curate(sources, curation_rules(min_side=8), seed=0)
     assert images["patient"].nunique() == len(ids)  # kept apart, as written
     assert flow["sources"]["covid"]["patient_ids_differing_only_in_format"] == 7
     assert flow["patient_ids_differing_only_in_format"] == 7
@@ -310,10 +312,13 @@ def test_rules_from_config_yaml_are_the_article_defaults(repo):
     rules = Rules.from_config(
         config["curation"], config["labels"], config["marks"]["chroma_threshold"]
     )
-    assert rules == Rules()
+    assert rules == curation_rules()  # config.yaml restates the schema's defaults
+    assert (rules.disease_finding, rules.views, rules.modality) == ("COVID-19", ("PA",), "X-ray")
+    with pytest.raises(TypeError, match="missing"):  # no second set of defaults in the code
+        Rules(views=("PA",))
     assert Rules.from_config(
         {**config["curation"], "views": ["PA", "AP"]}, config["labels"], 90
-    ) == Rules(views=("PA", "AP"), chroma_threshold=90)
+    ) == curation_rules(views=("PA", "AP"), chroma_threshold=90)
 
 
 @pytest.mark.parametrize(

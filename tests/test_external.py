@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import synthetic_sources
+from conftest import curation_rules, synthetic_sources
 from cxr import metrics
 from cxr.config import check_external
-from cxr.curate import Rules, curate
+from cxr.curate import curate
 from cxr.errors import ConfigError
 from cxr.evaluate import evaluate_predictions
 from cxr.generalisation import generalisation
@@ -29,7 +29,9 @@ def later(synthetic_root):
     summary = generate_synthetic(
         synthetic_root.parent / "plan-only", seed=2020, n_later_patients=10
     )["later"]
-    images, exclusions, flow = curate(synthetic_sources(synthetic_root), Rules(), seed=2020)
+    images, exclusions, flow = curate(
+        synthetic_sources(synthetic_root), curation_rules(), seed=2020
+    )
     return {"images": images, "exclusions": exclusions, "flow": flow, "planted": summary}
 
 
@@ -85,7 +87,7 @@ def test_external_set_holds_only_new_patients(later):
 
 def test_matched_patients_are_logged(synthetic_root, caplog):
     with caplog.at_level(logging.INFO, logger="cxr.curate"):
-        curate(synthetic_sources(synthetic_root), Rules(), seed=2020)
+        curate(synthetic_sources(synthetic_root), curation_rules(), seed=2020)
     assert "source covid_later: 3 of 13 patients also have images in the training data" in (
         caplog.text
     )
@@ -141,7 +143,7 @@ def test_an_external_copy_never_takes_a_training_image_out(tmp_path):
         "pos": _folder(tmp_path / "pos", "covid", {"p2.png": 2, "p3.png": 3}),
         "neg": _folder(tmp_path / "neg", "normal", {"p7.png": 1, "p8.png": 8}),
     }  # fmt: skip
-    images, exclusions, flow = curate(sources, Rules(min_side=8), seed=0)
+    images, exclusions, flow = curate(sources, curation_rules(min_side=8), seed=0)
     assert sorted(images["id"]) == ["ext/p5.png", "neg/p7.png", "neg/p8.png", "pos/p2.png",
                                     "pos/p3.png"]  # fmt: skip
     log = exclusions.set_index("file")
@@ -166,7 +168,7 @@ def _with_later(tmp_path, later: dict[str, int], pattern: str) -> dict:
 
 def test_same_patients_as_puts_both_sources_in_one_key_space(tmp_path):
     sources = _with_later(tmp_path, {" p1-b.png": 11, "p3-a.png": 3}, r"^\s*(p\d+)")
-    images, exclusions, _ = curate(sources, Rules(min_side=8), seed=0)
+    images, exclusions, _ = curate(sources, curation_rules(min_side=8), seed=0)
     assert list(images.loc[images["source"] == "later", "patient"]) == ["pos:p3"]
     row = exclusions.set_index("file").loc[" p1-b.png"]
     assert (row["reason"], row["patient"]) == ("patient seen in training data", "pos:p1")
@@ -261,7 +263,7 @@ def test_generalisation_gap_is_external_minus_internal():
 def test_ids_that_match_a_training_patient_only_in_format_are_kept_and_warned(tmp_path, caplog):
     sources = _with_later(tmp_path, {"p01-b.png": 11, "P2-b.png": 12}, r"^([pP]\d+)")
     with caplog.at_level(logging.WARNING, logger="cxr.curate"):
-        images, _, _ = curate(sources, Rules(min_side=8), seed=0)
+        images, _, _ = curate(sources, curation_rules(min_side=8), seed=0)
     assert sorted(images.loc[images["source"] == "later", "patient"]) == ["pos:P2", "pos:p01"]
     assert "source later: 2 patient id(s) equal a training patient's id only once" in caplog.text
     assert "'pos:p01' (training: 'pos:p1')" in caplog.text

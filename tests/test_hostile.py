@@ -16,9 +16,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, curation_rules
 from cxr.config import load
-from cxr.curate import Rules, curate
+from cxr.curate import curate
 from cxr.errors import ConfigError, DataError
 from cxr.io import write_csv
 from workflow import run_workflow
@@ -112,7 +112,7 @@ def hostile(tmp_path):
 
 
 def test_every_input_is_accounted_for_with_a_reason(hostile):
-    images, exclusions, flow = curate(hostile, Rules(max_pixels=10_000_000), seed=0)
+    images, exclusions, flow = curate(hostile, curation_rules(max_pixels=10_000_000), seed=0)
     # 19 metadata rows + 2 files without a row, and 6 files in the folder source.
     assert len(images) + len(exclusions) == flow["total"] == 19 + 2 + 6
     reasons = dict(zip(exclusions["file"], exclusions["reason"], strict=True))
@@ -154,7 +154,7 @@ def test_a_file_whose_patient_key_comes_out_empty_is_excluded(tmp_path, pattern)
         gray(tmp_path / name, seed=seed)
     sources = {"normal": {"kind": "folder", "root": str(tmp_path), "label": "normal",
                           "patient_pattern": pattern}}  # fmt: skip
-    images, exclusions, _ = curate(sources, Rules(), seed=0)
+    images, exclusions, _ = curate(sources, curation_rules(), seed=0)
     keys = set(images["patient"])
     assert not keys & {"normal:", "normal:None", "normal: "}, keys
     assert len(images) + len(exclusions) == 3
@@ -253,7 +253,7 @@ def normal_source(root):
 def curate_covid(tmp_path, spec):
     """Curate `spec` beside a one-image normal source; every input is accounted for."""
     sources = {"covid": spec, "normal": normal_source(tmp_path / "normal")}
-    images, exclusions, flow = curate(sources, Rules(), seed=0)
+    images, exclusions, flow = curate(sources, curation_rules(), seed=0)
     assert len(images) + len(exclusions) == flow["total"]
     return images[images["source"] == "covid"], exclusions[exclusions["source"] == "covid"]
 
@@ -358,7 +358,7 @@ def test_names_that_are_not_utf8_are_excluded_with_the_name_escaped(tmp_path):
     gray(os.fsdecode(root + b"/images/d\xfcr/x.png"), seed=4)
     normal = normal_source(tmp_path / "normal")
     gray(os.fsdecode(os.fsencode(tmp_path / "normal") + b"/IM-0002-0001 \x81.jpeg"), seed=5)
-    images, exclusions, flow = curate({"covid": spec, "normal": normal}, Rules(), seed=0)
+    images, exclusions, flow = curate({"covid": spec, "normal": normal}, curation_rules(), seed=0)
     assert len(images) + len(exclusions) == flow["total"] == (1 + 2) + (1 + 1)
     reasons = by_file(exclusions)
     details = by_file(exclusions, "detail")
@@ -394,7 +394,7 @@ def test_every_entry_under_a_root_is_in_the_log_with_its_reason(tmp_path):
     (tmp_path / "normal/sub").mkdir()
     gray(tmp_path / "normal/sub/IM-0002-0001.jpeg", seed=2)
     os.mkfifo(tmp_path / "normal/IM-0003-0001.jpeg")
-    images, exclusions, flow = curate({"covid": spec, "normal": normal}, Rules(), seed=0)
+    images, exclusions, flow = curate({"covid": spec, "normal": normal}, curation_rules(), seed=0)
     assert len(images) + len(exclusions) == flow["total"] == (1 + 10) + 5
     assert by_file(exclusions) == {
         "images/sub/deep.png": "no metadata row",
@@ -457,10 +457,10 @@ def test_accounting_names_the_entries_no_loader_listed(tmp_path, monkeypatch):
     load = folder.load_records
     monkeypatch.setattr(folder, "load_records", lambda *a: load(*a).iloc[:1])
     with pytest.raises(AssertionError, match=r"in neither .*'IM-0002-0001\.jpeg'"):
-        curate({"covid": covid, "normal": spec}, Rules(), seed=0)
+        curate({"covid": covid, "normal": spec}, curation_rules(), seed=0)
     monkeypatch.setattr(folder, "load_records", lambda *a: load(*a).iloc[[0, 1, 1]])
     with pytest.raises(AssertionError, match=r"counted twice: 'IM-0002-0001\.jpeg'"):
-        curate({"covid": covid, "normal": spec}, Rules(), seed=0)
+        curate({"covid": covid, "normal": spec}, curation_rules(), seed=0)
 
 
 @pytest.mark.slow

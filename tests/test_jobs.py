@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import synthetic_sources
-from cxr.curate import Rules, curate
+from conftest import curation_rules, synthetic_sources
+from cxr.curate import curate
 from cxr.io import read_json, write_csv, write_json
 from cxr.shards import write_shards
 from cxr.split import split_protocol
@@ -34,7 +34,7 @@ def stage(synthetic_root, tmp_path_factory):
     from cxr.jobs import extract_features_job
 
     out = tmp_path_factory.mktemp("jobs")
-    images = curate(synthetic_sources(synthetic_root), Rules(), seed=2020)[0]
+    images = curate(synthetic_sources(synthetic_root), curation_rules(), seed=2020)[0]
     write_json(out / "manifest.json", write_shards(images, out, image_size=SIZE, count=2,
                                                    max_pixels=10**7))  # fmt: skip
     settings = {"protocol": "patient", "method": "patient", "fractions": FRACTIONS, "seed": 1}

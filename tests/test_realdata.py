@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import article_sources
-from cxr.curate import Rules, curate
+from conftest import article_sources, curation_rules
+from cxr.curate import curate
 from cxr.shards import write_shards
 from cxr.split import split_patients
 from workflow import run_workflow
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.realdata
 
 @pytest.fixture(scope="module")
 def curated(shared_data):
-    return curate(article_sources(shared_data), Rules(), seed=2020)
+    return curate(article_sources(shared_data), curation_rules(), seed=2020)
 
 
 def test_curation_counts_match_the_article(curated):

@@ -18,12 +18,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import REPO, synthetic_sources
+from conftest import REPO, curation_rules, synthetic_sources
 from cxr import plots, report
 from cxr import provenance as cxr_provenance
 from cxr.audit import audit_leakage
 from cxr.compare import compare_protocols
-from cxr.curate import Rules, curate
+from cxr.curate import curate
 from cxr.errors import DataError
 from cxr.evaluate import evaluate_predictions, summarise
 from cxr.generalisation import generalisation
@@ -124,7 +124,7 @@ def results(synthetic_root, tmp_path_factory) -> dict:
     """A results/ tree like the workflow's, and the rule's `inputs` dict pointing into it."""
     out = tmp_path_factory.mktemp("results")
     sources = synthetic_sources(synthetic_root)
-    images, exclusions, flow = curate(sources, Rules(), seed=2020)
+    images, exclusions, flow = curate(sources, curation_rules(), seed=2020)
     splits = split_patients(images, FRACTIONS, 2020)
     split_summary = {
         "fractions": FRACTIONS,
@@ -720,7 +720,7 @@ def troubled(tmp_path_factory) -> dict:
 
     sources = {"pos": source("pos", "covid"), "neg": source("neg", "normal"),
                "ext": source("ext", "normal", "external")}  # fmt: skip
-    images, exclusions, flow = curate(sources, Rules(min_side=8), seed=0)
+    images, exclusions, flow = curate(sources, curation_rules(min_side=8), seed=0)
     splits = images[["id", "patient", "source", "label", "y"]].assign(split="train")
     ctx = data.context(
         sources=sources, flow=flow, exclusions=exclusions, images=images, splits=splits,

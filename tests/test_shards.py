@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import synthetic_sources
-from cxr.curate import Rules, curate
+from conftest import curation_rules, synthetic_sources
+from cxr.curate import curate
 from cxr.io import sha256_file
 from cxr.shards import load_images, read_shards, shard_paths, write_shards
 
 
 @pytest.fixture(scope="module")
 def curated(synthetic_root):
-    return curate(synthetic_sources(synthetic_root), Rules(), seed=2020)[0]
+    return curate(synthetic_sources(synthetic_root), curation_rules(), seed=2020)[0]
 
 
 def test_two_runs_write_identical_bytes(curated, tmp_path):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import article_sources
-from cxr.curate import Rules
+from conftest import article_sources, curation_rules
 from cxr.errors import ConfigError, DataError
 from cxr.sources import RECORD_COLUMNS, load_source, rule_reasons
 from cxr.sources.ieee8023 import finding_terms, normalise_column
@@ -139,14 +138,14 @@ def test_ieee8023_rules_read_flat_and_hierarchical_findings(tmp_path):
     )
     spec = {"kind": "ieee8023", "root": str(tmp_path), "label": "covid"}
     records = load_source("covid", spec)
-    assert rule_reasons("covid", spec, records, Rules()).tolist() == [
+    assert rule_reasons("covid", spec, records, curation_rules()).tolist() == [
         "",
         "",
         "finding 'Pneumonia/Viral/SARS', not COVID-19",
         "view 'AP', not PA",
         "modality CT, not X-ray",
     ]
-    views = rule_reasons("covid", spec, records, Rules(views=("PA", "AP")))
+    views = rule_reasons("covid", spec, records, curation_rules(views=("PA", "AP")))
     assert views.tolist()[3] == ""
 
 
@@ -155,7 +154,7 @@ def test_folder_rules_pass_every_record(tmp_path):
     spec = {"kind": "folder", "root": str(tmp_path), "label": "normal",
             "patient_pattern": r"(IM-\d{4})"}  # fmt: skip
     records = load_source("kermany", spec)
-    assert rule_reasons("kermany", spec, records, Rules(views=("XYZ",))).tolist() == [""]
+    assert rule_reasons("kermany", spec, records, curation_rules(views=("XYZ",))).tolist() == [""]
 
 
 @pytest.mark.realdata
@@ -170,7 +169,7 @@ def test_real_march_2020_metadata(shared_data):
     )
     assert records["patient"].iloc[0] == "covid:2"
     assert set(records["modality"]) >= {"X-ray", "CT"}
-    reasons = rule_reasons("covid", sources["covid"], records, Rules())
+    reasons = rule_reasons("covid", sources["covid"], records, curation_rules())
     assert (reasons == "").sum() == 69  # PA X-rays of COVID-19, as curation keeps them
 
 

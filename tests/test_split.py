@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import synthetic_sources
-from cxr.curate import Rules, curate
+from conftest import curation_rules, synthetic_sources
+from cxr.curate import curate
 from cxr.errors import ConfigError
 from cxr.split import image_level_counterfactual, split_patients
 
@@ -16,7 +16,7 @@ FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
 
 @pytest.fixture(scope="module")
 def images(synthetic_root):
-    return curate(synthetic_sources(synthetic_root), Rules(), seed=2020)[0]
+    return curate(synthetic_sources(synthetic_root), curation_rules(), seed=2020)[0]
 
 
 def test_no_patient_in_two_splits(images):

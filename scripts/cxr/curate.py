@@ -50,18 +50,19 @@ IMAGE_COLUMNS = [
 EXCLUSION_COLUMNS = ["record", "source", "file", "patient", "label", "step", "reason", "detail"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Rules:
-    """Selection rules from config; the defaults are the article's."""
+    """Selection rules from config (from_config); their defaults, the article's, are the
+    schema's (rules/config.schema.yaml), so every field is given."""
 
-    disease_finding: str = "COVID-19"
-    views: tuple[str, ...] = ("PA",)
-    modality: str = "X-ray"
-    max_pixels: int = 50_000_000
-    min_side: int = 32
-    positive_label: str = "covid"
+    disease_finding: str
+    views: tuple[str, ...]
+    modality: str
+    max_pixels: int
+    min_side: int
+    positive_label: str
     # Pixels with max(R,G,B) - min(R,G,B) at least this are coloured (annotation marks).
-    chroma_threshold: int = 60
+    chroma_threshold: int
 
     @classmethod
     def from_config(cls, curation: dict, labels: dict, chroma_threshold: int) -> Rules:

@@ -52,7 +52,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
-def find_colour_marks(img: Image.Image, *, chroma_threshold: int = 60) -> MarkFinding:
+def find_colour_marks(img: Image.Image, *, chroma_threshold: int) -> MarkFinding:
     """Find the largest 8-connected region of pixels with max(R,G,B) - min(R,G,B) >= threshold.
 
     Pixels with at most 2 uncoloured pixels between them join one region (see the dilation);

@@ -216,7 +216,7 @@ def test_external_sets_get_the_metrics_their_classes_define():
     assert (both["kind"], both["classes"], both["n"]) == ("set", "both", 21)
     part = predictions[predictions["source"].isin(["covid_later", "nih"])]
     expected = metrics.binary_metrics(
-        part["label"], part["probability"], part["patient"], n_boot=200, seed=0
+        part["label"], part["probability"], part["patient"], threshold=0.5, n_boot=200, seed=0
     )
     for key in ("accuracy", "sensitivity", "specificity", "ppv", "npv", "roc_auc"):
         assert both["metrics"][key]["value"] == expected[key]["value"]

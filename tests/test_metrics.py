@@ -41,7 +41,7 @@ def _moderate_case(n_patients: int = 30, seed: int = 1):
 
 
 def test_four_example_case_by_hand():
-    m = binary_metrics(Y4, P4, G4, n_boot=200)
+    m = binary_metrics(Y4, P4, G4, threshold=0.5, n_boot=200, seed=0)
     assert m["confusion_matrix"] == {"tn": 1, "fp": 1, "fn": 1, "tp": 1}
     assert (m["n"], m["n_positive"], m["n_negative"], m["n_patients"]) == (4, 2, 2, 4)
     assert m["accuracy"]["value"] == 0.5
@@ -71,7 +71,7 @@ def test_wilson_interval_known_value():
 def test_perfect_separation():
     y = [0, 0, 0, 1, 1, 1]
     p = [0.05, 0.1, 0.2, 0.7, 0.8, 0.95]
-    m = binary_metrics(y, p, ["a", "b", "c", "d", "e", "f"], n_boot=200)
+    m = binary_metrics(y, p, ["a", "b", "c", "d", "e", "f"], threshold=0.5, n_boot=200, seed=0)
     assert m["roc_auc"]["value"] == 1.0
     lo, hi = m["roc_auc"]["ci95"]
     assert 0.0 <= lo <= hi <= 1.0
@@ -80,7 +80,9 @@ def test_perfect_separation():
 
 
 def test_single_class_is_undefined_not_a_crash():
-    m = binary_metrics([0, 0, 0], [0.2, 0.7, 0.1], ["a", "a", "b"], n_boot=50)
+    m = binary_metrics(
+        [0, 0, 0], [0.2, 0.7, 0.1], ["a", "a", "b"], threshold=0.5, n_boot=50, seed=0
+    )
     assert m["roc_auc"]["value"] is None
     assert m["roc_auc"]["ci95"] is None and m["roc_auc"]["bootstrap"]["n_valid"] == 0
     assert m["sensitivity"]["value"] is None and m["sensitivity"]["n"] == 0
@@ -89,7 +91,7 @@ def test_single_class_is_undefined_not_a_crash():
     assert m["npv"]["value"] == 1.0
     _json_ok(m)
     # No positive labels and no positive calls: F1 and PPV are undefined.
-    m = binary_metrics([0, 0], [0.1, 0.2], ["a", "b"], n_boot=20)
+    m = binary_metrics([0, 0], [0.1, 0.2], ["a", "b"], threshold=0.5, n_boot=20, seed=0)
     assert m["f1"]["value"] is None and m["f1"]["ci95"] is None
     assert m["ppv"]["value"] is None
     assert roc_points([1, 1], [0.3, 0.9]) == {"fpr": [], "tpr": [], "thresholds": []}
@@ -97,9 +99,9 @@ def test_single_class_is_undefined_not_a_crash():
 
 def test_bootstrap_deterministic_and_contains_estimate():
     y, p, groups = _moderate_case()
-    first = binary_metrics(y, p, groups, n_boot=500, seed=7)
-    assert binary_metrics(y, p, groups, n_boot=500, seed=7) == first
-    assert binary_metrics(y, p, groups, n_boot=500, seed=8) != first
+    first = binary_metrics(y, p, groups, threshold=0.5, n_boot=500, seed=7)
+    assert binary_metrics(y, p, groups, threshold=0.5, n_boot=500, seed=7) == first
+    assert binary_metrics(y, p, groups, threshold=0.5, n_boot=500, seed=8) != first
     for name, point in [
         ("accuracy", first["accuracy"]["value"]),
         ("f1", first["f1"]["value"]),
@@ -111,7 +113,9 @@ def test_bootstrap_deterministic_and_contains_estimate():
     assert first["roc_auc"]["bootstrap"]["seed"] == 7
     # Patient order must not change the result (ids are sorted before resampling).
     perm = np.random.default_rng(0).permutation(y.size)
-    assert binary_metrics(y[perm], p[perm], groups[perm], n_boot=500, seed=7) == first
+    assert (
+        binary_metrics(y[perm], p[perm], groups[perm], threshold=0.5, n_boot=500, seed=7) == first
+    )
     _json_ok(first)
 
 
@@ -147,7 +151,9 @@ def test_bootstrap_skips_undefined_replicates():
     assert r["n_boot"] == 1000 and r["seed"] == 3
     assert r["method"] == "patient-level cluster bootstrap (percentile)"
     _json_ok(r)
-    none = cluster_bootstrap([0, 0], [0.1, 0.2], ["a", "b"], lambda yb, pb: float("nan"), 10)
+    none = cluster_bootstrap(
+        [0, 0], [0.1, 0.2], ["a", "b"], lambda yb, pb: float("nan"), n_boot=10, seed=0
+    )
     assert none["ci95"] is None and none["n_valid"] == 0
 
 
@@ -181,6 +187,15 @@ def test_expected_calibration_error():
     assert expected_calibration_error(y, p) == pytest.approx(expected)
 
 
+def test_roc_auc_alone_is_binary_metrics_roc_auc():
+    # P4 ranks the pairs (0.4 > 0.1), (0.4 < 0.6), (0.9 > 0.1), (0.9 > 0.6): 3 of 4 right.
+    auc = metrics.roc_auc(Y4, P4, G4, n_boot=200, seed=0)
+    assert auc["value"] == 0.75
+    assert auc == binary_metrics(Y4, P4, G4, threshold=0.5, n_boot=200, seed=0)["roc_auc"]
+    one_class = metrics.roc_auc([0, 0], [0.1, 0.2], ["a", "b"], n_boot=20, seed=0)
+    assert one_class["value"] is None and one_class["ci95"] is None
+
+
 def test_false_positive_rate():
     r = false_positive_rate([0.1, 0.5, 0.7, 0.2], threshold=0.5)
     assert (r["k"], r["n"], r["value"], r["threshold"]) == (2, 4, 0.5, 0.5)
@@ -212,16 +227,16 @@ def test_roc_points_json_safe():
 )
 def test_bad_inputs_raise(y, p, groups, message):
     with pytest.raises(ValueError, match=message):
-        binary_metrics(y, p, groups, n_boot=10)
+        binary_metrics(y, p, groups, threshold=0.5, n_boot=10, seed=0)
 
 
 def test_bad_options_raise():
     with pytest.raises(ValueError, match="threshold"):
-        binary_metrics(Y4, P4, G4, threshold=1.5)
+        binary_metrics(Y4, P4, G4, threshold=1.5, n_boot=10, seed=0)
     with pytest.raises(ValueError, match="n_boot"):
-        binary_metrics(Y4, P4, G4, n_boot=0)
+        binary_metrics(Y4, P4, G4, threshold=0.5, n_boot=0, seed=0)
     with pytest.raises(ValueError, match="prob"):
-        false_positive_rate([-0.1])
+        false_positive_rate([-0.1], threshold=0.5)
 
 
 def test_wilson_interval_contains_the_estimate_at_the_extremes():
@@ -245,7 +260,9 @@ def test_bootstrap_difference_of_two_test_sets():
     assert bootstrap_difference(a, b, accuracy, n_boot=500, seed=1) == result
     assert bootstrap_difference(a, a, accuracy, n_boot=200, seed=1)["value"] == 0
     sensitivity = statistics(0.5)["sensitivity"]
-    assert bootstrap_difference(a, b, sensitivity, n_boot=50)["value"] == pytest.approx(0.5)
+    assert bootstrap_difference(a, b, sensitivity, n_boot=50, seed=0)["value"] == pytest.approx(0.5)
     # One class only: AUC undefined, the difference too; no crash.
     one = ([1, 1], [0.2, 0.9], ["r1", "r2"])
-    assert bootstrap_difference(one, b, statistics(0.5)["roc_auc"], n_boot=20)["value"] is None
+    assert (
+        bootstrap_difference(one, b, statistics(0.5)["roc_auc"], n_boot=20, seed=0)["value"] is None
+    )

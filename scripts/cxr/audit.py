@@ -125,7 +125,7 @@ def logistic_fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.nd
 def probe_result(
     y: np.ndarray, prob: np.ndarray, groups: np.ndarray, *, n_boot: int, seed: int
 ) -> dict:
-    auc = metrics.binary_metrics(y, prob, groups, n_boot=n_boot, seed=seed)["roc_auc"]
+    auc = metrics.roc_auc(y, prob, groups, n_boot=n_boot, seed=seed)
     return {"auc": auc["value"], "ci95": auc["ci95"], "n": len(y),
             "patients": len(np.unique(groups))}  # fmt: skip
 

@@ -114,7 +114,9 @@ def external_metrics(
     calls = int(np.count_nonzero(prob >= threshold))
     entry["positive_call_rate"] = metrics.proportion(calls, len(part)) | {"threshold": threshold}
     if n_negative:  # what the article's flaw predicts: healthy images called diseased
-        entry["false_positive_rate"] = metrics.false_positive_rate(prob[y == 0], threshold)
+        entry["false_positive_rate"] = metrics.false_positive_rate(
+            prob[y == 0], threshold=threshold
+        )
     found = metrics.binary_metrics(
         y, prob, part["patient"].to_numpy(), threshold=threshold, n_boot=n_boot, seed=seed
     )

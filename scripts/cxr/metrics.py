@@ -136,8 +136,9 @@ def cluster_bootstrap(
     prob: Any,
     groups: Any,
     statistic: Statistic,
-    n_boot: int = 1000,
-    seed: int = 0,
+    *,
+    n_boot: int,
+    seed: int,
     alpha: float = 0.05,
 ) -> dict:
     """Percentile CI of statistic(y, p), resampling patients (all their images) with replacement.
@@ -157,8 +158,9 @@ def patient_bootstrap(
     groups: Any,
     statistic: Callable[[np.ndarray], float | None],
     n: int,
-    n_boot: int = 1000,
-    seed: int = 0,
+    *,
+    n_boot: int,
+    seed: int,
     alpha: float = 0.05,
 ) -> dict:
     """cluster_bootstrap for any statistic of the rows (not only of labels and probabilities,
@@ -261,18 +263,20 @@ def binary_metrics(
     y_true: Any,
     prob: Any,
     groups: Any,
-    threshold: float = 0.5,
-    n_boot: int = 1000,
-    seed: int = 0,
+    *,
+    threshold: float,
+    n_boot: int,
+    seed: int,
 ) -> dict:
-    """All metrics of one model on one test set, with Wilson and patient-bootstrap intervals."""
+    """All metrics of one model on one test set, with Wilson and patient-bootstrap intervals.
+    The threshold, bootstrap replicates and seed are config's (evaluation, seed): no defaults
+    here, so that a caller cannot fall back on other values than the run's."""
     y, p = _check_inputs(y_true, prob)
     codes = _check_groups(groups, p.size)
     threshold = _check_threshold(threshold)
     pred = (p >= threshold).astype(int)
     tn, fp, fn, tp = (int(v) for v in confusion_matrix(y, pred, labels=[0, 1]).ravel())
     n_pos, n_neg = tp + fn, tn + fp
-    both_classes = n_pos > 0 and n_neg > 0
 
     def boot(stat: Statistic) -> dict:
         return cluster_bootstrap(y, p, codes, stat, n_boot=n_boot, seed=seed)
@@ -284,8 +288,6 @@ def binary_metrics(
 
     f1_value = f1_score(y, pred, labels=[0, 1], zero_division=np.nan)
     f1_boot = boot(_f1_stat(threshold))
-    auc_value = roc_auc_score(y, p) if both_classes else None
-    auc_boot = boot(_auc_stat)
 
     return {
         "n": int(p.size),
@@ -303,12 +305,23 @@ def binary_metrics(
         "ppv": proportion(tp, tp + fp),
         "npv": proportion(tn, tn + fn),
         "f1": {"value": _finite_or_none(f1_value), "ci95": f1_boot["ci95"], "bootstrap": f1_boot},
-        "roc_auc": {
-            "value": _finite_or_none(auc_value),
-            "ci95": auc_boot["ci95"],
-            "method": AUC_METHOD,
-            "bootstrap": auc_boot,
-        },
+        "roc_auc": roc_auc(y, p, groups, n_boot=n_boot, seed=seed),
+    }
+
+
+def roc_auc(y_true: Any, prob: Any, groups: Any, *, n_boot: int, seed: int) -> dict:
+    """ROC AUC with its patient-bootstrap interval: binary_metrics' `roc_auc`, and the leakage
+    probes' score, which needs no threshold. Value and interval None with one class only."""
+    y, p = _check_inputs(y_true, prob)
+    codes = _check_groups(groups, p.size)
+    both_classes = bool((y == 1).any() and (y == 0).any())
+    value = roc_auc_score(y, p) if both_classes else None
+    boot = cluster_bootstrap(y, p, codes, _auc_stat, n_boot=n_boot, seed=seed)
+    return {
+        "value": _finite_or_none(value),
+        "ci95": boot["ci95"],
+        "method": AUC_METHOD,
+        "bootstrap": boot,
     }
 
 
@@ -338,8 +351,9 @@ def bootstrap_difference(
     a: tuple[Any, Any, Any],
     b: tuple[Any, Any, Any],
     statistic: Statistic,
-    n_boot: int = 1000,
-    seed: int = 0,
+    *,
+    n_boot: int,
+    seed: int,
     alpha: float = 0.05,
 ) -> dict:
     """statistic(a) - statistic(b) for two independent test sets, each (y, prob, patients),
@@ -371,7 +385,7 @@ def bootstrap_difference(
     }
 
 
-def false_positive_rate(prob: Any, threshold: float = 0.5) -> dict:
+def false_positive_rate(prob: Any, *, threshold: float) -> dict:
     """Share of an all-healthy set called diseased (prob >= threshold), with a Wilson interval."""
     p = _check_prob(prob)
     threshold = _check_threshold(threshold)

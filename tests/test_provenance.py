@@ -52,6 +52,9 @@ def test_a_job_record_names_rule_script_commit_and_the_bytes(tmp_path):
     assert record["params"] == {"threshold": 0.5}
     folder, file = record["inputs"]
     assert folder["kind"] == "folder" and folder["files"] == 2
+    # Snakemake's marker in a directory() output, written after the job, changes nothing.
+    (raw / ".snakemake_timestamp").write_text("")
+    assert provenance.fingerprint(raw) == folder
     assert file == {"path": str(table), "kind": "file", "bytes": 5, "sha256": _sha(table)}
     assert record["outputs"][0]["sha256"] == _sha(out)
     # This checkout's commit (the test runs inside the repository's git checkout, or an

@@ -28,6 +28,8 @@ JOBS = Path("results/provenance/jobs")
 # Where `git archive` writes the commit (the `export-subst` attribute in .gitattributes), so
 # that a release archive, which has no .git, still names its commit.
 ARCHIVED_COMMIT = Path(__file__).with_name("COMMIT")
+# Snakemake writes this into a directory() output after its job: not part of what it made.
+SNAKEMAKE_MARKERS = {".snakemake_timestamp"}
 SHORT = 12  # hex digits of a SHA-256 shown in the report: enough to tell files apart
 # Close enough to the job's start: entry points import this module first thing.
 STARTED = dt.datetime.now(dt.UTC)
@@ -73,7 +75,7 @@ def fingerprint(path: str | os.PathLike) -> dict:
         listing = sorted(
             (p.relative_to(path).as_posix(), p.stat().st_size)
             for p in path.rglob("*")
-            if p.is_file()
+            if p.is_file() and p.name not in SNAKEMAKE_MARKERS
         )
         digest = hashlib.sha256(json.dumps(listing).encode()).hexdigest()
         return {"path": str(path), "kind": "folder", "files": len(listing), "sha256": digest}

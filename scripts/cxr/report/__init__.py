@@ -28,8 +28,8 @@ from cxr.report import (
     summary,
     training,
 )
-from cxr.report.provenance import ProvenanceNotes
 from cxr.report.formatting import detectable_difference, est, num, pct, pct_est, short, width_points
+from cxr.report.provenance import ProvenanceNotes
 from cxr.report.reproducibility import PACKAGES, commands, git_commit, package_versions
 
 __all__ = [

@@ -112,7 +112,11 @@ def prepare(
         sources = _article_sources()
     else:
         sources = _synthetic_sources(workdir / f"synthetic-{n_images}", n_images, seed)
-    images, _, _ = curate(sources, Rules(), seed)
+    config = repo_config()  # config.yaml's curation settings
+    rules = Rules.from_config(
+        config["curation"], config["labels"], config["marks"]["chroma_threshold"]
+    )
+    images, _, _ = curate(sources, rules, seed)
     images = images[images["role"] != "external"].sort_values("id")
     per_class = n_images // 2
     picked = pd.concat(

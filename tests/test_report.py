@@ -50,6 +50,7 @@ CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 WEIGHTS = "none (random, BatchNorm recalibrated)"
 TIMINGS = ("seconds_features", "seconds_fit", "resumed_from_epoch")  # in a run's train summary
 EXTERNAL_PER_SOURCE = 5  # saliency: external images mapped per source and class
+OVERLAYS = 2  # saliency.overlays: images the report shows per outcome and architecture
 
 
 def _png(path: Path, colour: str) -> None:
@@ -324,7 +325,7 @@ def _config(dataset: str = "synthetic") -> dict:
 def context(results) -> dict:
     return report.build_context(
         results["inputs"], config=_config(), sources=results["sources"], labels=LABELS,
-        protocols=PROTOCOLS, primary="patient",
+        protocols=PROTOCOLS, primary="patient", overlays=OVERLAYS,
     )  # fmt: skip
 
 
@@ -464,7 +465,8 @@ def test_write_report_is_atomic_and_complete(results, tmp_path):
     out = tmp_path / "report.html"
     report.write_report(
         results["inputs"], out, config=_config("article_local"), sources=results["sources"],
-        labels=LABELS, template_dir=TEMPLATES, protocols=PROTOCOLS,
+        labels=LABELS, template_dir=TEMPLATES, protocols=PROTOCOLS, primary="patient",
+        overlays=OVERLAYS,
     )  # fmt: skip
     page = out.read_text(encoding="utf-8")
     assert page.rstrip().endswith("</html>")
@@ -808,7 +810,7 @@ def test_every_figure_and_table_of_the_report_shows_provenance(results, tmp_path
     inputs["provenance"] = str(path)
     context = report.build_context(
         inputs, config=_config(), sources=results["sources"],
-        labels=LABELS, protocols=PROTOCOLS, primary="patient",
+        labels=LABELS, protocols=PROTOCOLS, primary="patient", overlays=OVERLAYS,
     )  # fmt: skip
     page = report.render(context, TEMPLATES)
     tables = page.count("</table>")

@@ -58,11 +58,11 @@ def build_context(
     sources: dict,
     labels: dict,
     protocols: list[dict] | None = None,
-    primary: str = "patient",
+    primary: str,
     repo_dir: Path | None = None,
     image_root: Path | None = None,
     now: datetime.datetime | None = None,
-    overlays: int = 2,
+    overlays: int,
 ) -> dict:
     """Read the workflow's outputs named in `inputs` (rule render_report's input names) and
     derive every number the templates show. Relative image paths resolve against image_root
@@ -74,7 +74,7 @@ def build_context(
     now = now or datetime.datetime.now(datetime.UTC)
     # The page's own keys (report.html.j2); every section reads labels and dataset too.
     context = {
-        "title": (config.get("report") or {}).get("title") or "cxr-repro report",
+        "title": config["report"]["title"],
         "generated_at": now.strftime("%Y-%m-%d %H:%M:%S %Z").strip(),
         "dataset": dataset,
         "labels": labels,
@@ -123,7 +123,7 @@ def build_context(
             split_summary=split_summary,
             positive=labels["positive"],
             image_root=image_root,
-            max_pixels=int((config.get("curation") or {}).get("max_pixels", 50_000_000)),
+            max_pixels=int(config["curation"]["max_pixels"]),
             annotation_summary=read_json(inputs["annotation_summary"])
             if inputs.get("annotation_summary")
             else None,
@@ -155,7 +155,7 @@ def build_context(
     add(
         marks.context(
             images=images,
-            settings=config.get("marks"),
+            settings=config["marks"],
             summaries=summaries,
             removed=dict(zip(names, inputs.get("protocol_removed", []), strict=False)),
             image_root=image_root,
@@ -239,8 +239,8 @@ def write_report(
     labels: dict,
     template_dir: str | Path,
     protocols: list[dict] | None = None,
-    primary: str = "patient",
-    overlays: int = 2,
+    primary: str,
+    overlays: int,
 ) -> None:
     """Build the context, render report.html.j2 and write `output` atomically."""
     template_dir = Path(template_dir)

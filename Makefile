@@ -9,6 +9,8 @@
 #   make verify   the workflow, then its numbers against expected/<dataset>.json (VERIFY_FLAGS,
 #                 e.g. --context same_machine); exits 1 on a difference
 #   make expected the workflow, then expected/<dataset>.json written from it (for the authors)
+#   make crate    the workflow, then results/ro-crate.zip: the run as a Workflow Run RO-Crate
+#   make workflow-crate   ro-crate-metadata.json (the repository's crate) from CITATION.cff
 # Benchmark figures are appended as JSON lines to benchmarks/out/ (git-ignored).
 
 PYTHON ?= .venv/bin/python
@@ -31,7 +33,7 @@ RELEASE = $(DIST)/cxr-repro-$(VERSION).tar.gz
 
 VERIFY_FLAGS ?=
 
-.PHONY: release test report verify expected bench bench-reference bench-training bench-throughput bench-workflow \
+.PHONY: release test report verify expected crate workflow-crate bench bench-reference bench-training bench-throughput bench-workflow \
 	bench-workflow-article bench-scale bench-incremental bench-table
 
 # git archive takes the committed tree only (never results/, resources/, .venv or data), and
@@ -45,6 +47,12 @@ release:
 
 test:
 	$(PYTEST)
+
+crate:
+	$(SNAKEMAKE) --cores $(CORES) results/ro-crate.zip
+
+workflow-crate:
+	$(PYTHON) scripts/write_workflow_crate.py
 
 verify:
 	$(SNAKEMAKE) --cores $(CORES)

@@ -39,9 +39,9 @@ ENVS = {
         {"Linux x86_64": LINUX, "macOS arm64": MACOS},
     ),
     "report": (
-        "Report rendering.",
+        "Report rendering and the run's RO-Crate.",
         "requirements.txt",
-        ["jinja2", "numpy", "pandas", "pillow", "matplotlib", "seaborn", "pyyaml"],
+        ["jinja2", "numpy", "pandas", "pillow", "matplotlib", "seaborn", "pyyaml", "rocrate"],
         {"Linux x86_64": LINUX, "macOS arm64": MACOS},
     ),
     "tf": (

@@ -10,6 +10,7 @@ sys.path.insert(0, str(WORKFLOW_DIR / "scripts"))
 
 from cxr import config as cxr_config  # noqa: E402
 from cxr.devices import visible_gpus  # noqa: E402
+from snakemake import __version__ as SNAKEMAKE_VERSION  # noqa: E402
 from snakemake.io import report as report_flag  # noqa: E402
 from cxr.errors import CxrError  # noqa: E402
 from cxr.protocols import RUN_NAME  # noqa: E402
@@ -90,6 +91,8 @@ SEVERITY = f"results/{PRIMARY}/eval/severity"
 MEASURED = "results/measured.json"
 # Which job made each file the report shows and every job upstream of it (cxr.provenance).
 PROVENANCE = "results/provenance.json"
+# The run as a Workflow Run RO-Crate, zipped (cxr.crates; make crate).
+RUN_CRATE = "results/ro-crate.zip"
 
 
 wildcard_constraints:

@@ -89,3 +89,23 @@ rule render_report:
         template_dir=lambda wildcards, input: os.path.dirname(input.templates[0]),
     script:
         "../scripts/render_report.py"
+
+
+# A Workflow Run RO-Crate of the finished run (cxr.crates): not part of `all`; `make crate`.
+rule package_run_crate:
+    input:
+        report=REPORT,
+        provenance=PROVENANCE,
+        measured=MEASURED,
+    output:
+        crate=RUN_CRATE,
+    log:
+        "logs/package_run_crate.log",
+    localrule: True
+    conda:
+        "../envs/report.yaml"
+    params:
+        config=report_config(),
+        snakemake_version=SNAKEMAKE_VERSION,
+    script:
+        "../scripts/package_run_crate.py"

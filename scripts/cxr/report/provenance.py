@@ -87,12 +87,12 @@ class ProvenanceNotes:
             record = jobs[job]
             sha = {o["path"]: o["sha256"] for o in record["outputs"]}
             shown = ", ".join(
-                f"<code>{escape(p)}</code> <span class=\"sha\">{_short(sha.get(p))}</span>"
+                f'<code>{escape(p)}</code> <span class="sha">{_short(sha.get(p))}</span>'
                 for p in files
             )
             inputs = record["inputs"]
             named = ", ".join(
-                f"<code>{escape(i['path'])}</code> <span class=\"sha\">{_short(i['sha256'])}</span>"
+                f'<code>{escape(i["path"])}</code> <span class="sha">{_short(i["sha256"])}</span>'
                 for i in inputs[:MAX_INPUTS]
             )
             if len(inputs) > MAX_INPUTS:

@@ -11,6 +11,8 @@
 #   make expected the workflow, then expected/<dataset>.json written from it (for the authors)
 #   make crate    the workflow, then results/ro-crate.zip: the run as a Workflow Run RO-Crate
 #   make workflow-crate   ro-crate-metadata.json (the repository's crate) from CITATION.cff
+#   make screenshot  docs/img/report.png: the first screen of results/report.html (headless
+#                 Chromium; README shows it; REPORT=path/to/report.html for another run)
 # Benchmark figures are appended as JSON lines to benchmarks/out/ (git-ignored).
 
 PYTHON ?= .venv/bin/python
@@ -33,7 +35,7 @@ RELEASE = $(DIST)/cxr-repro-$(VERSION).tar.gz
 
 VERIFY_FLAGS ?=
 
-.PHONY: release test report verify expected crate workflow-crate bench bench-reference bench-training bench-throughput bench-workflow \
+.PHONY: release test report verify expected crate workflow-crate screenshot bench bench-reference bench-training bench-throughput bench-workflow \
 	bench-workflow-article bench-scale bench-incremental bench-table
 
 # git archive takes the committed tree only (never results/, resources/, .venv or data), and
@@ -50,6 +52,17 @@ test:
 
 crate:
 	$(SNAKEMAKE) --cores $(CORES) results/ro-crate.zip
+
+# The first screen at a common laptop size; a fresh profile and no network, as the report needs
+# none (it embeds everything).
+REPORT ?= results/report.html
+CHROMIUM ?= chromium
+screenshot:
+	@test -f $(REPORT) || { echo "screenshot: no $(REPORT); run the workflow first" >&2; exit 1; }
+	mkdir -p docs/img
+	$(CHROMIUM) --headless --no-sandbox --disable-gpu --no-first-run --hide-scrollbars \
+		--disable-background-networking --user-data-dir=$$(mktemp -d) \
+		--window-size=1280,860 --screenshot=docs/img/report.png file://$(abspath $(REPORT))
 
 workflow-crate:
 	$(PYTHON) scripts/write_workflow_crate.py

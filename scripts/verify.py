@@ -14,6 +14,7 @@ its tolerance or is missing from the run, 0 otherwise. `make verify` runs the wo
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import platform
 import subprocess
@@ -25,6 +26,11 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from cxr.io import read_json, write_json  # noqa: E402
 from cxr.verify import CONTEXTS, WHY, compare, expected_file, failed, table_text  # noqa: E402
+
+
+def today() -> str:
+    """The date the expected values were written (README's findings table shows it)."""
+    return datetime.date.today().isoformat()
 
 
 def cpu_model() -> str:
@@ -96,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             expected_path,
             expected_file(
                 measured["quantities"], dataset=dataset,
-                written_from={"commit": commit(), "cpu": cpu_model()},
+                written_from={"commit": commit(), "cpu": cpu_model(), "date": today()},
             ),
         )  # fmt: skip
         print(f"wrote {expected_path}: {len(measured['quantities'])} quantities")

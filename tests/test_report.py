@@ -767,7 +767,7 @@ def test_an_empty_external_source_says_it_was_configured_and_why_it_is_empty(tro
     assert expected in _text(_render("data.html.j2", ctx | {"leakage": leakage, "labels": LABELS}))
     summary = {
         "classes": [], "external_counts": None, "sources": ctx["sources"], "dataset": "x",
-        "weights": {"values": ["none"], "random": False}, "conclusion": [], "headline": [],
+        "weights": {"values": ["none"], "random": False}, "findings": [], "headline": [],
         "primary": "patient", "small": {"n": 0, "n_patients": 0}, "verdicts": [],
         "labels": LABELS, "empty_sources": ctx["empty_sources"], "generalisation": None,
     }  # fmt: skip
@@ -821,3 +821,18 @@ def test_every_figure_and_table_of_the_report_shows_provenance(results, tmp_path
     assert "job <code>fixture</code>" in page
     evaluation = str(results["inputs"]["evaluations"][0])
     assert sha256_file(evaluation)[:12] in page
+
+
+def test_findings_answer_three_questions_each_with_numbers_and_a_link(context, page):
+    findings = context["findings"]
+    assert [f["key"] for f in findings] == ["inflate", "transfer", "look"]
+    for finding in findings:
+        text = " ".join(finding["sentences"])
+        assert any(c.isdigit() for c in text), finding
+        assert f'<section id="{finding["anchor"]}"' in page
+        summary = page[page.index('<section id="summary">') :]
+        assert f'<a href="#{finding["anchor"]}">' in summary[: summary.index("</section>")]
+    assert context["conclusion"] == [s for f in findings for s in f["sentences"]]
+    assert "The article's own protocol" in " ".join(findings[0]["sentences"])
+    assert "external healthy images" in " ".join(findings[1]["sentences"])
+    assert "leakage probes" in " ".join(findings[2]["sentences"])

@@ -196,9 +196,13 @@ def build_context(
             repeated=context["repeated"],
         )
     )
-    context["conclusion"] += expert_annotations.conclusion(
+    groups = context.pop("conclusion_groups")
+    groups["look"] = groups["look"] + expert_annotations.conclusion(
         context["annotations"], context["lungs"], context["saliency"]["runs"], context["severity"]
     )
+    context["findings"] = summary.findings(groups)
+    # The same sentences in one list, in the findings' order (the checklist and tests read it).
+    context["conclusion"] = [s for finding in context["findings"] for s in finding["sentences"]]
     add(
         reproducibility.context(
             config=config,

@@ -108,8 +108,12 @@ def conclusion(
     small: dict,
     repeated: dict | None = None,
 ) -> list[str]:
-    """Sentences of the summary's conclusion, each from measured numbers."""
-    sentences = []
+    """Sentences of the summary's conclusion, each from measured numbers, by the question they
+    answer (FINDINGS): does the article's protocol inflate the result, do the models transfer,
+    what do they look at."""
+    inflate: list[str] = []
+    transfer: list[str] = []
+    look: list[str] = []
     aucs = [
         (arch, entry["roc_auc"]["mean"])
         for arch, entry in summary.items()
@@ -118,7 +122,7 @@ def conclusion(
     if aucs:
         low, high = min(v for _, v in aucs), max(v for _, v in aucs)
         span = f"{low:.2f}" if abs(high - low) < 0.005 else f"{low:.2f}-{high:.2f}"
-        sentences.append(
+        transfer.append(
             f"On the patient-disjoint test split ({small.get('n')} images of "
             f"{small.get('n_patients')} patients) the models reach a ROC AUC of {span}"
             + (
@@ -137,7 +141,7 @@ def conclusion(
     ]
     if optimism:
         leak = reproduction_ctx.get("article_leakage") or {}
-        sentences.append(
+        inflate.append(
             "The article's own protocol (an image-level split"
             + (
                 f", {leak['test_images_whose_patient_is_in_train']} of {leak['test_images']} "
@@ -148,7 +152,7 @@ def conclusion(
             + f") changes accuracy by {100 * min(optimism):+.0f} to {100 * max(optimism):+.0f} "
             "points against the patient-disjoint protocol."
         )
-    sentences.extend(_repeated_sentences(repeated))
+    inflate.extend(_repeated_sentences(repeated))
     test_fpr = small.get("test_fpr")
     fprs = [
         e["value"]
@@ -157,7 +161,7 @@ def conclusion(
         if e["value"] is not None and e["classes"] == "negative"
     ]
     if fprs:
-        sentences.append(
+        transfer.append(
             f"On external healthy images the models call {100 * min(fprs):.0f}-"
             f"{100 * max(fprs):.0f}% {labels['positive']}, against a test-split "
             f"false-positive rate of {test_fpr['min']:.0f}-{test_fpr['max']:.0f}%."
@@ -178,7 +182,7 @@ def conclusion(
     external_high = bool(fprs and small.get("test_fpr") and
                          100 * max(fprs) > small["test_fpr"]["max"] + 10)  # fmt: skip
     if flagged or external_high:
-        sentences.append(
+        look.append(
             "The leakage probes "
             + (
                 f"flag the {' and '.join(flagged)} ({aucs_text})"
@@ -190,11 +194,29 @@ def conclusion(
             "support a diagnostic claim."
         )
     else:
-        sentences.append(
+        look.append(
             f"The leakage probes do not flag a shortcut ({aucs_text or 'not run'}); with a test "
             "set this small, that is absence of evidence, not evidence of a sound classifier."
         )
-    return sentences
+    return {"inflate": inflate, "transfer": transfer, "look": look}
+
+
+# The summary's findings: one per question a reader brings, each linking to the section that
+# shows its numbers.
+FINDINGS = (
+    ("inflate", "Does the article's protocol inflate the result?", "reproduction"),
+    ("transfer", "Do the models transfer to new patients and hospitals?", "generalisation"),
+    ("look", "What do the models look at?", "saliency"),
+)
+
+
+def findings(groups: dict[str, list[str]]) -> list[dict]:
+    """The findings in FINDINGS' order, leaving out a question no number answers."""
+    return [
+        {"key": key, "question": question, "anchor": anchor, "sentences": groups[key]}
+        for key, question, anchor in FINDINGS
+        if groups.get(key)
+    ]
 
 
 def context(
@@ -221,8 +243,10 @@ def context(
         "weights": {"values": weights, "random": random_weights},
         "headline": headline(runs, eval_summary),
         "verdicts": audit.get("verdicts", []),
-        "conclusion": conclusion(
-            primary_summary, reproduction or {"rows": []}, audit, labels, small, repeated
+        "conclusion_groups": (
+            groups := conclusion(
+                primary_summary, reproduction or {"rows": []}, audit, labels, small, repeated
+            )
         )
-        + ((generalisation or {}).get("headline") or []),
+        | {"transfer": groups["transfer"] + ((generalisation or {}).get("headline") or [])},
     }

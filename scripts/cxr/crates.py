@@ -37,6 +37,7 @@ PROFILES = {
 # What the repository's crate lists beside the Snakefile, each with why a reader wants it.
 WORKFLOW_PARTS = {
     "README.md": "What the workflow does, how to run it, and what it found.",
+    "docs/": "The manual, one page per topic (docs/README.md is its index).",
     "config.yaml": "The settings `snakemake` runs with by default (the embedded synthetic data).",
     "rules/": "The Snakemake rules, one file per stage, and the configuration schema.",
     "scripts/": "The rules' entry points and the Python package cxr they call.",

@@ -41,7 +41,12 @@ def main() -> None:
     for name in args.architectures or training["architectures"]:
         arch = architecture(name, training)
         base = build_base(arch, args.image_size, None)
-        head = build_head(tuple(base.output_shape[1:]), pool_size=training["pool_size"])
+        head = build_head(
+            tuple(base.output_shape[1:]),
+            pool_size=training["pool_size"],
+            dense_units=training["dense_units"],
+            dropout=training["dropout"],
+        )
 
         # Compiled, as cxr.jobs.explain_job does.
         classify = tf.function(

@@ -30,6 +30,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse
+import dataclasses
 import math
 import shutil
 import time
@@ -38,7 +39,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-from common import OUT, cpu_label, emit, say
+from common import OUT, cpu_label, emit, repo_config, say
 from dataset import DATA_CHOICES, MAX_PIXELS, Prepared, Split, prepare
 
 from cxr.architectures import Architecture, resolve_architectures
@@ -227,8 +228,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--batch-size",
         type=int,
-        default=8,
-        help="as config.yaml's training.batch_size (default: %(default)s)",
+        default=repo_config()["training"]["batch_size"],
+        help="(default: config.yaml's training.batch_size, %(default)s)",
     )
     parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     parser.add_argument(
@@ -269,7 +270,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     runtime = configure_tensorflow(args.threads)
     data = prepare(args.workdir, data=args.data, n_images=args.images, shard_size=args.image_size)
-    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+    # config.yaml's head (schema defaults filled in), with the benchmark's epochs and batch.
+    settings = dataclasses.replace(
+        TrainSettings.from_config(repo_config()["training"], args.seed),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+    )
     say(
         f"{data.data}: {len(data.train.ids)} training + {len(data.val.ids)} validation images at "
         f"{args.image_size} px, {args.epochs} epochs, batch {args.batch_size}, "

@@ -316,8 +316,19 @@ def log_durations(log_text: str) -> pd.DataFrame:
 
 
 def repo_config(root: Path = REPO) -> dict:
-    """config.yaml of the checkout at `root` (this repository by default)."""
-    return yaml.safe_load((root / "config.yaml").read_text())
+    """config.yaml of the checkout at `root` (this repository by default), checked against that
+    checkout's rules/config.schema.yaml with the schema's defaults filled in, as the workflow
+    does (its chosen dataset's overrides not merged in: effective_config does that)."""
+    return _validated(yaml.safe_load((root / "config.yaml").read_text()), root)
+
+
+def _validated(config: dict, root: Path) -> dict:
+    """`config` checked against the schema of the checkout at `root`, its defaults filled in
+    (cxr.config.validate_schema, which the workflow's cxr.config.load runs)."""
+    from cxr.config import validate_schema
+
+    validate_schema(config, root / "rules" / "config.schema.yaml")
+    return config
 
 
 def dataset_config(name: str, root: Path = REPO) -> dict:
@@ -347,13 +358,13 @@ def dataset_config(name: str, root: Path = REPO) -> dict:
 
 def effective_config(configs: tuple[Path, ...] = (), root: Path = REPO) -> dict:
     """config.yaml (of the checkout at `root`) with `configs` merged over it and the dataset's
-    overrides applied, as the workflow sees it (schema defaults aside)."""
+    overrides applied, the schema's defaults filled in, as the workflow sees it."""
     from cxr.config import deep_merge, resolve
 
-    config = repo_config(root)
+    config = yaml.safe_load((root / "config.yaml").read_text())
     for path in configs:
         config = deep_merge(config, yaml.safe_load(Path(path).read_text()) or {})
-    return resolve(config)
+    return _validated(resolve(config), root)
 
 
 def tf_import_seconds(repeats: int = 3) -> float:

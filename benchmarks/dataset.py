@@ -19,7 +19,7 @@ from cxr.io import read_json, write_json
 from cxr.shards import load_images, shard_paths, write_shards
 from cxr.synthetic import generate_synthetic
 
-MAX_PIXELS = 50_000_000
+MAX_PIXELS = repo_config()["curation"]["max_pixels"]  # the workflow's decompression-bomb limit
 SHARD_COUNT = 4
 DATA_CHOICES = ("auto", "article_local", "synthetic")
 SPLIT_COLUMNS = ["id", "patient", "source", "label", "y", "split"]

@@ -11,14 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from cxr.config import sources_at
+from cxr.config import load, sources_at, validate_schema
 from cxr.curate import Rules
+from cxr.heads import TrainSettings
 
 # One SLURM cluster per session, shared by every module that asks for it.
 from slurm_cluster import slurm_cluster  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+SCHEMA = REPO / "rules" / "config.schema.yaml"
 
 
 def pytest_collection_modifyitems(config, items):
@@ -46,34 +48,54 @@ def synthetic_root(tmp_path_factory) -> Path:
     from cxr.synthetic import generate_synthetic
 
     root = tmp_path_factory.mktemp("synthetic")
-    config = _config()
+    config = _validated_config()
     generate_synthetic(root, seed=config["seed"], **config["datasets"]["synthetic"]["synthetic"])
     return root
 
 
 def synthetic_sources(root: Path) -> dict:
-    """The synthetic dataset's `sources` block of config.yaml, pointed at `root`."""
-    return sources_at(_config(), "synthetic", root)
+    """The synthetic dataset's `sources` block of config.yaml (schema defaults filled in),
+    pointed at `root`."""
+    return sources_at(_validated_config(), "synthetic", root)
 
 
 def article_sources(root: Path) -> dict:
-    """The article_local dataset's `sources` block, pointed at `root` (../shared/data)."""
-    return sources_at(_config(), "article_local", root)
+    """The article_local dataset's `sources` block (schema defaults filled in), pointed at
+    `root` (../shared/data)."""
+    return sources_at(_validated_config(), "article_local", root)
 
 
-def _config() -> dict:
+def repo_config() -> dict:
+    """config.yaml as written, before the workflow resolves and validates it."""
     import yaml
 
     return yaml.safe_load((REPO / "config.yaml").read_text())
 
 
+def validated(config: dict) -> dict:
+    """A copy of `config` checked against rules/config.schema.yaml, the schema's defaults filled
+    in (cxr.config.validate_schema, as the workflow's cxr.config.load does)."""
+    config = copy.deepcopy(config)
+    validate_schema(config, SCHEMA)
+    return config
+
+
+@functools.cache
+def _validated_config() -> dict:
+    return load(repo_config(), {}, SCHEMA)[0]
+
+
+def validated_config() -> dict:
+    """config.yaml as the workflow sees it with no settings of the user's (cxr.config.load):
+    the chosen dataset's overrides merged in, the schema's defaults filled in, checked."""
+    return copy.deepcopy(_validated_config())
+
+
 @functools.cache
 def _schema_defaults() -> dict:
-    from cxr.config import validate_schema
-
     stub = {"kind": "folder", "root": ".", "label": "x"}
     config = {"dataset": "stub", "datasets": {"stub": {"sources": {"stub": stub}}}}
-    validate_schema(config, REPO / "rules" / "config.schema.yaml")
+    validate_schema(config, SCHEMA)
     return config
 
 
@@ -91,6 +113,14 @@ def curation_rules(**changes) -> Rules:
         config["curation"], config["labels"], config["marks"]["chroma_threshold"]
     )
     return dataclasses.replace(rules, **changes)
+
+
+def training_settings(**changes) -> TrainSettings:
+    """Training settings at the schema's defaults, seeded with the first of training.seeds,
+    with `changes`."""
+    training = schema_defaults()["training"]
+    settings = TrainSettings.from_config(training, training["seeds"][0])
+    return dataclasses.replace(settings, **changes)
 
 
 class RecordingHandler(SimpleHTTPRequestHandler):

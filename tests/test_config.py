@@ -11,15 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, SCHEMA, repo_config, validated
 from cxr.config import check, load, replaced_overrides, resolve, sources_at, user_settings
 from cxr.errors import ConfigError
-
-SCHEMA = REPO / "rules" / "config.schema.yaml"
-
-
-def repo_config() -> dict:
-    return yaml.safe_load((REPO / "config.yaml").read_text())
 
 
 def test_sources_at_points_each_source_folder_under_a_root(tmp_path):
@@ -66,7 +60,7 @@ def test_resolve_names_an_undefined_dataset():
 
 
 def test_the_default_config_passes_every_check():
-    check(resolve(repo_config()))
+    check(validated(resolve(repo_config())))
 
 
 XCEPTION = {"Xception": {"application": "Xception", "preprocess_module": "xception"}}
@@ -130,7 +124,7 @@ XCEPTION_71 = {"Xception": {**XCEPTION["Xception"], "min_size": 71}}
     ],
 )  # fmt: skip
 def test_each_check_names_its_key(changes, message):
-    config = changed(resolve(repo_config()), changes)
+    config = changed(validated(resolve(repo_config())), changes)
     with pytest.raises(ConfigError, match=re.escape(message)):
         check(config)
 
@@ -153,7 +147,8 @@ def test_each_check_names_its_key(changes, message):
 def test_a_patient_pattern_that_can_give_an_empty_key_is_refused(pattern, message):
     # Such a pattern gives files the key None or '': all of them one patient, or no patient.
     config = changed(
-        resolve(repo_config()), {"datasets.synthetic.sources.kermany.patient_pattern": pattern}
+        validated(resolve(repo_config())),
+        {"datasets.synthetic.sources.kermany.patient_pattern": pattern},
     )
     with pytest.raises(ConfigError) as error:
         check(config)
@@ -168,7 +163,8 @@ def test_a_patient_pattern_that_can_give_an_empty_key_is_refused(pattern, messag
 )  # fmt: skip
 def test_patient_patterns_whose_key_is_never_empty_pass(pattern):
     config = changed(
-        resolve(repo_config()), {"datasets.synthetic.sources.kermany.patient_pattern": pattern}
+        validated(resolve(repo_config())),
+        {"datasets.synthetic.sources.kermany.patient_pattern": pattern},
     )
     check(config)
 

@@ -131,8 +131,8 @@ def _folder(root, files: dict[str, int]) -> None:
 
 
 def _folder_source(root, label: str, **spec) -> dict:
-    return {"kind": "folder", "root": str(root), "label": label, "patient_pattern": r"(p\d+)",
-            **spec}  # fmt: skip
+    return {"kind": "folder", "root": str(root), "label": label, "role": "train",
+            "patient_pattern": r"(p\d+)", **spec}  # fmt: skip
 
 
 def test_label_conflicts_across_sources_are_logged_and_counted(tmp_path):
@@ -189,7 +189,7 @@ def test_patient_ids_differing_only_in_format_are_warned_and_counted(tmp_path, c
     (root / "metadata.csv").write_text(
         "patientid,finding,view,modality,filename\n" + "\n".join(rows) + "\n"
     )
-    sources = {"covid": {"kind": "ieee8023", "root": str(root), "label": "covid"}}
+    sources = {"covid": {"kind": "ieee8023", "root": str(root), "label": "covid", "role": "train"}}
     with caplog.at_level("WARNING", logger="cxr.curate"):
         images, _, flow = curate(sources, curation_rules(min_side=8), seed=0)
     assert images["patient"].nunique() == len(ids)  # kept apart, as written

@@ -131,8 +131,8 @@ def _image(path, seed: int) -> None:
 def _folder(root, label: str, files: dict[str, int], **spec) -> dict:
     for name, seed in files.items():
         _image(root / name, seed)
-    return {"kind": "folder", "root": str(root), "label": label, "patient_pattern": r"(p\d+)",
-            **spec}  # fmt: skip
+    return {"kind": "folder", "root": str(root), "label": label, "role": "train",
+            "patient_pattern": r"(p\d+)", **spec}  # fmt: skip
 
 
 def test_an_external_copy_never_takes_a_training_image_out(tmp_path):
@@ -180,7 +180,11 @@ def test_same_patients_as_puts_both_sources_in_one_key_space(tmp_path):
     [
         ({"a": {"same_patients_as": "b"}}, {}, "sources.a.same_patients_as is 'b'"),
         ({"a": {"same_patients_as": "a"}, "b": {}}, {}, "must name another source"),
-        ({"a": {}, "b": {"role": "external"}}, {"t": ["a", "b"]}, "names ['a'], which are not"),
+        (
+            {"a": {"role": "train"}, "b": {"role": "external"}},
+            {"t": ["a", "b"]},
+            "names ['a'], which are not",
+        ),
         ({"a": {"role": "external"}}, {"a": ["a"]}, "external_sets.a: a source has this name"),
     ],
 )

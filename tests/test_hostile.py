@@ -100,11 +100,12 @@ def hostile(tmp_path):
     (folder / "README.txt").write_text("hello")
     gray(folder / "no-key.jpeg", seed=33)
     sources = {
-        "covid": {"kind": "ieee8023", "root": str(covid), "label": "covid"},
+        "covid": {"kind": "ieee8023", "root": str(covid), "label": "covid", "role": "train"},
         "normal": {
             "kind": "folder",
             "root": str(folder),
             "label": "normal",
+            "role": "train",
             "patient_pattern": r"(?:NORMAL2-)?(IM-\d{4})",
         },  # fmt: skip
     }
@@ -153,7 +154,7 @@ def test_a_file_whose_patient_key_comes_out_empty_is_excluded(tmp_path, pattern)
     for name, seed in [("IM-0001-0001.png", 1), ("x.png", 2), ("IM-0002-0001.png", 3)]:
         gray(tmp_path / name, seed=seed)
     sources = {"normal": {"kind": "folder", "root": str(tmp_path), "label": "normal",
-                          "patient_pattern": pattern}}  # fmt: skip
+                          "role": "train", "patient_pattern": pattern}}  # fmt: skip
     images, exclusions, _ = curate(sources, curation_rules(), seed=0)
     keys = set(images["patient"])
     assert not keys & {"normal:", "normal:None", "normal: "}, keys
@@ -240,13 +241,13 @@ def covid_source(root, lines, header=HEADER, images=()):
         path.parent.mkdir(parents=True, exist_ok=True)
         gray(path, seed=100 + i)
     (root / "metadata.csv").write_text(header + "".join(lines), encoding="utf-8")
-    return {"kind": "ieee8023", "root": str(root), "label": "covid"}
+    return {"kind": "ieee8023", "root": str(root), "label": "covid", "role": "train"}
 
 
 def normal_source(root):
     root.mkdir(parents=True, exist_ok=True)
     gray(root / "IM-0001-0001.jpeg", seed=50)
-    return {"kind": "folder", "root": str(root), "label": "normal",
+    return {"kind": "folder", "root": str(root), "label": "normal", "role": "train",
             "patient_pattern": r"(IM-\d{4})"}  # fmt: skip
 
 

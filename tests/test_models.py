@@ -110,7 +110,8 @@ def test_preprocess_rejects_rgb():
 def test_head_clamps_pool_to_feature_map(side, pooled):
     from cxr.models import build_head
 
-    head = build_head((side, side, 16), dense_units=8)
+    # The article's 4x4 pool, clamped to the map: pooled is floor(side / min(4, side)).
+    head = build_head((side, side, 16), pool_size=4, dense_units=8, dropout=0.5)
     assert head.get_layer("head_pool").output.shape == (None, pooled, pooled, 16)
     assert head.output.shape == (None, 2)
     probs = np.asarray(head(np.ones((5, side, side, 16), np.float32)))

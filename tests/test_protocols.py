@@ -1,4 +1,5 @@
-"""Protocols from config: defaults, runs and their names, and the checks that name the key."""
+"""Protocols from the validated config: defaults, runs and their names, and the checks that name
+the key."""
 
 from __future__ import annotations
 
@@ -6,16 +7,15 @@ import copy
 
 import pandas as pd
 import pytest
-import yaml
 
-from conftest import REPO
+from conftest import validated, validated_config
 from cxr.errors import ConfigError
 from cxr.protocols import Protocol, protocols_to_run, run_name
 
 
 @pytest.fixture()
 def config():
-    return yaml.safe_load((REPO / "config.yaml").read_text())
+    return validated_config()
 
 
 def test_default_protocols_and_their_runs(config):
@@ -45,8 +45,14 @@ def test_a_user_protocol_in_config_only(config):
     config["protocols"]["test30"] = {"split": "patient", "split_seed": 7, "fractions":
                                      {"train": 0.6, "val": 0.1, "test": 0.3}}  # fmt: skip
     config["protocols"]["run"].append("test30")
-    protocol = protocols_to_run(config)["test30"]
+    protocol = protocols_to_run(validated(config))["test30"]  # the schema fills in the rest
     assert protocol.split_seed == 7 and protocol.fractions["test"] == 0.3
+    assert protocol.seeds == tuple(config["training"]["seeds"]) and not protocol.exclude_marks
+
+
+def test_a_protocol_has_no_defaults_of_its_own():
+    with pytest.raises(TypeError, match="missing"):  # the schema's are the only ones
+        Protocol(name="p", split="patient")
 
 
 @pytest.mark.parametrize(
@@ -85,7 +91,7 @@ def test_bad_protocols_name_the_key(config, change, message):
 def test_reserved_names_are_refused(config):
     config["protocols"]["shards"] = {"split": "patient"}
     with pytest.raises(ConfigError, match="results/<name>"):
-        Protocol.from_config("shards", config)
+        Protocol.from_config("shards", validated(config))
 
 
 def test_head_settings_may_differ(config):

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import schema_defaults, training_settings
 from cxr.architectures import DEFAULT_ARCHITECTURES
 from cxr.errors import ConfigError, CxrError
 
@@ -33,10 +34,9 @@ def shard_dataset(n: int, seed: int, size: int = SIZE):
 
 
 def settings(**changes):
-    from cxr.heads import TrainSettings
-
+    """Small, fast settings; the others are the schema's defaults."""
     values = {"epochs": 4, "batch_size": 4, "dense_units": 8, "dropout": 0.5, "seed": 3}
-    return TrainSettings(**{**values, **changes})
+    return training_settings(**{**values, **changes})
 
 
 def run(out_dir, arch=MOBILENET, n_train=10, **kwargs):
@@ -75,6 +75,19 @@ def test_settings_validation():
         settings(dropout=1.0)
     assert settings(fine_tune_layers=5, fine_tune_epochs=2).fine_tune
     assert not settings(fine_tune_layers=5).fine_tune
+
+
+def test_settings_are_the_configs_with_no_defaults_of_their_own():
+    from cxr.heads import TrainSettings
+
+    training = schema_defaults()["training"]
+    settings = TrainSettings.from_config(training, seed=7)
+    same = ("epochs", "batch_size", "learning_rate", "dropout", "dense_units", "pool_size")
+    assert {key: getattr(settings, key) for key in same} == {key: training[key] for key in same}
+    assert settings.seed == 7 and not settings.augmentation and not settings.fine_tune
+    assert settings.fine_tune_epochs == 0  # fine_tune.epochs counts only with fine_tune.layers
+    with pytest.raises(TypeError, match="missing"):  # the schema's are the only defaults
+        TrainSettings(epochs=3)
 
 
 def test_require_gpu():

@@ -123,15 +123,15 @@ def validate_schema(config: dict, schema: str | os.PathLike) -> None:
 
 
 def check(config: dict) -> None:
-    """Cross-field checks: numbers finite, fractions sum to 1, architectures exist, sizes fit,
-    sources usable."""
+    """Cross-field checks of the validated `config` (schema defaults filled in): numbers
+    finite, fractions sum to 1, architectures exist, sizes fit, sources usable."""
     check_finite(config)
     check_image_sides(config)
     check_fractions(config["splits"])
     training = config["training"]
     check_architectures(
         training["architectures"],
-        training.get("extra_architectures"),
+        training["extra_architectures"],
         image_size=training["image_size"],
         where="training.",
     )
@@ -167,9 +167,9 @@ def check(config: dict) -> None:
             if "patient_pattern" not in spec:
                 raise ConfigError(f"sources.{name}: a folder source needs patient_pattern")
             check_patient_pattern(name, spec["patient_pattern"])
-    check_external(sources, dataset(config).get("external_sets", {}))
+    check_external(sources, dataset(config)["external_sets"])
     check_annotations(sources, dataset(config).get("annotations"))
-    trained = {s["label"] for s in sources.values() if s.get("role", "train") == "train"}
+    trained = {s["label"] for s in sources.values() if s["role"] == "train"}
     if trained != labels:
         raise ConfigError(
             f"dataset {config['dataset']!r} must have a training source for each label "
@@ -187,7 +187,7 @@ def check_external(sources: dict[str, dict], external_sets: dict[str, list[str]]
                 f"sources.{name}.same_patients_as is {other!r}; it must name another source of "
                 f"the dataset ({', '.join(n for n in sources if n != name)})"
             )
-    external = [n for n, s in sources.items() if s.get("role", "train") == "external"]
+    external = [n for n, s in sources.items() if s["role"] == "external"]
     for set_name, members in external_sets.items():
         if set_name in sources:
             raise ConfigError(

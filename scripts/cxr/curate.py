@@ -286,7 +286,7 @@ def image_row(row: dict, spec: dict, rules: Rules) -> dict:
     return {
         "id": _image_id(row),
         "source": row["source"],
-        "role": spec.get("role", "train"),
+        "role": spec["role"],
         "label": row["label"],
         "y": int(row["label"] == rules.positive_label),
         "patient": row["patient"],
@@ -334,7 +334,7 @@ def curate(
         records = flow.take("matches rules", *apply_rules(name, spec, records, rules))
         decoded += flow.take("decodes", *decode_images(name, spec, records, rules))
     # Duplicates among all sources at once: a label conflict removes the copies of every source.
-    external = frozenset(n for n, spec in sources.items() if spec.get("role") == "external")
+    external = frozenset(n for n, spec in sources.items() if spec["role"] == "external")
     unique, duplicates = drop_duplicates(decoded, external)
     included: dict[str, list[dict]] = {}
     look_alike: dict[str, list[list[str]]] = {}
@@ -418,7 +418,7 @@ def external_patients(
     seen = Counter(
         row["patient"]
         for source, kept in included.items()
-        if sources[source].get("role", "train") == "train"
+        if sources[source]["role"] == "train"
         for row in kept
     )
     training = spec["same_patients_as"]

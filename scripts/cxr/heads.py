@@ -266,22 +266,23 @@ def _train_on_images(plan, settings, train_rows, val_rows, inputs, out_dir) -> d
 # --------------------------------------------------------------------------- the head's settings
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainSettings:
-    """Training hyper-parameters (config's `training` section). Epochs count from 1."""
+    """Training hyper-parameters (config's `training` section, from_config); their defaults are
+    the schema's (rules/config.schema.yaml), so every field is given. Epochs count from 1."""
 
-    epochs: int = 25
-    batch_size: int = 8
-    learning_rate: float = 1e-3
-    dropout: float = 0.5
-    dense_units: int = 64
-    pool_size: int = 4
-    seed: int = 0
-    augmentation: bool | None = None  # None (unset) = off
-    fine_tune_layers: int = 0  # 0 = no fine-tuning stage
-    fine_tune_epochs: int = 0
-    fine_tune_learning_rate: float = 1e-5
-    mixed_precision: bool = False
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    dropout: float
+    dense_units: int
+    pool_size: int
+    seed: int
+    augmentation: bool
+    fine_tune_layers: int  # 0 = no fine-tuning stage
+    fine_tune_epochs: int
+    fine_tune_learning_rate: float
+    mixed_precision: bool
 
     def __post_init__(self) -> None:
         positive = ("epochs", "batch_size", "dense_units", "pool_size", "learning_rate")

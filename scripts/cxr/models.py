@@ -58,12 +58,14 @@ def preprocess(arch: Architecture, images, image_size: int | None = None) -> np.
 def build_head(
     feature_shape: tuple[int, ...],
     *,
-    pool_size: int = 4,
-    dense_units: int = 64,
-    dropout: float = 0.5,
+    pool_size: int,
+    dense_units: int,
+    dropout: float,
+    # Not a setting: config's `labels` are always two (positive, negative), y in {0, 1}.
     num_classes: int = 2,
 ) -> keras.Model:
-    """The article's head: AveragePooling2D -> Flatten -> Dropout -> Dense(relu) -> softmax."""
+    """The article's head: AveragePooling2D -> Flatten -> Dropout -> Dense(relu) -> softmax,
+    sized by config's `training` settings (TrainSettings, whose defaults are the schema's)."""
     height, width = int(feature_shape[0]), int(feature_shape[1])
     # The article pools 4x4 on a 7x7 map (224 px inputs). Small images give 1x1 or 2x2 maps,
     # on which a 4x4 pool cannot run, so the pool is clamped to the map.

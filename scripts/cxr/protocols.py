@@ -8,7 +8,7 @@ curve. Run names are part of file paths: `seed<k>`, or `f<percent>-seed<k>` (e.g
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from cxr.errors import ConfigError
@@ -38,36 +38,40 @@ def run_name(seed: int, train_fraction: float | None = None) -> str:
     return f"f{round(train_fraction * 100):03d}-seed{seed}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Protocol:
+    """A protocol of config's `protocols` (from_config); its defaults are the schema's
+    (rules/config.schema.yaml), so every field is given."""
+
     name: str
-    description: str = ""
-    split: str = "patient"
-    fractions: dict[str, float] = field(default_factory=dict)
-    split_seed: int = 0
-    seeds: tuple[int, ...] = (0,)
-    exclude_marks: bool = False
-    train_fractions: tuple[float, ...] | None = None
-    training: dict[str, Any] = field(default_factory=dict)
-    repeats: int = 0
+    description: str
+    split: str
+    fractions: dict[str, float]
+    split_seed: int
+    seeds: tuple[int, ...]
+    exclude_marks: bool
+    train_fractions: tuple[float, ...] | None  # None: no learning curve
+    training: dict[str, Any]
+    repeats: int
 
     @classmethod
     def from_config(cls, name: str, config: dict) -> Protocol:
-        """The protocol `name` of `config`, its unset keys taken from the top-level settings."""
-        spec = (config.get("protocols") or {}).get(name)
+        """The protocol `name` of the validated `config` (schema defaults filled in), its null
+        fractions, split_seed and seeds taken from the top-level settings."""
+        spec = config["protocols"].get(name)
         where = f"protocols.{name}"
         if not isinstance(spec, dict):
-            defined = sorted(k for k in config.get("protocols", {}) if k not in ("run", "primary"))
+            defined = sorted(k for k in config["protocols"] if k not in ("run", "primary"))
             raise ConfigError(f"{where} is not defined; defined protocols: {defined}")
         if not NAME.fullmatch(name) or name in RESERVED:
             raise ConfigError(
                 f"{where}: a protocol name must be letters, digits or _ and none of {RESERVED} "
                 "(it becomes the folder results/<name>/)"
             )
-        split = spec.get("split") or "patient"
+        split = spec["split"]
         if split not in SPLIT_METHODS:
             raise ConfigError(f"{where}.split must be one of {SPLIT_METHODS}, got {split!r}")
-        fractions = dict(spec.get("fractions") or config["splits"])
+        fractions = dict(spec["fractions"] or config["splits"])
         if split == "patient":
             try:
                 check_fractions(fractions)
@@ -75,10 +79,10 @@ class Protocol:
                 raise ConfigError(f"{where}: {error}") from None
         elif any(v <= 0 for v in fractions.values()) or abs(sum(fractions.values()) - 1) > 1e-6:
             raise ConfigError(f"{where}.fractions {fractions} must each be > 0 and sum to 1")
-        seeds = tuple(int(s) for s in (spec.get("seeds") or config["training"]["seeds"]))
+        seeds = tuple(int(s) for s in (spec["seeds"] or config["training"]["seeds"]))
         if len(set(seeds)) != len(seeds):
             raise ConfigError(f"{where}.seeds lists a seed twice: {list(seeds)}")
-        train_fractions = spec.get("train_fractions")
+        train_fractions = spec["train_fractions"]
         if train_fractions is not None:
             train_fractions = tuple(float(f) for f in train_fractions)
             for value in train_fractions:
@@ -90,14 +94,14 @@ class Protocol:
                     )
             if len(set(train_fractions)) != len(train_fractions):
                 raise ConfigError(f"{where}.train_fractions lists a value twice")
-        training = dict(spec.get("training") or {})
+        training = dict(spec["training"])
         unknown = sorted(set(training) - set(HEAD_SETTINGS))
         if unknown:
             raise ConfigError(
                 f"{where}.training: {unknown} cannot differ between protocols (the base and its "
                 f"features are shared); a protocol may set {list(HEAD_SETTINGS)}"
             )
-        repeats = int(spec.get("repeats") or 0)
+        repeats = int(spec["repeats"])
         if repeats < 0:
             raise ConfigError(f"{where}.repeats must be >= 0, got {repeats}")
         if repeats and train_fractions is not None:
@@ -106,15 +110,15 @@ class Protocol:
                 "fits one head per fraction and seed); set repeats on a protocol without "
                 "train_fractions"
             )
-        split_seed = spec.get("split_seed")
+        split_seed = spec["split_seed"]
         return cls(
             name=name,
-            description=str(spec.get("description") or ""),
+            description=str(spec["description"]),
             split=split,
             fractions=fractions,
             split_seed=int(config["seed"] if split_seed is None else split_seed),
             seeds=seeds,
-            exclude_marks=bool(spec.get("exclude_marks", False)),
+            exclude_marks=bool(spec["exclude_marks"]),
             train_fractions=train_fractions,
             training=training,
             repeats=repeats,
@@ -157,14 +161,14 @@ class Protocol:
 
 
 def protocols_to_run(config: dict) -> dict[str, Protocol]:
-    """The protocols listed in `protocols.run`, checked, in that order."""
-    names = list((config.get("protocols") or {}).get("run") or [])
+    """The protocols listed in `protocols.run` of the validated `config`, checked, in order."""
+    names = list(config["protocols"]["run"])
     if not names:
         raise ConfigError("protocols.run is empty: name at least one protocol to run")
     if len(set(names)) != len(names):
         raise ConfigError(f"protocols.run lists a protocol twice: {names}")
     chosen = {name: Protocol.from_config(name, config) for name in names}
-    primary = config["protocols"].get("primary")
+    primary = config["protocols"]["primary"]
     if primary not in chosen:
         raise ConfigError(
             f"protocols.primary {primary!r} is not in protocols.run {names}: the report's main "

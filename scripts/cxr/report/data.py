@@ -17,18 +17,19 @@ SPLIT_ORDER = ("train", "val", "test", "external")
 
 
 def source_rows(sources: dict) -> list[dict]:
+    """The table of the dataset's sources (validated config: schema defaults filled in)."""
     rows = []
     for name, spec in sources.items():
         download = spec.get("download") or {}
         rows.append(
             {
                 "name": name,
-                "label": spec.get("label", ""),
-                "role": spec.get("role", "train"),
-                "kind": spec.get("kind", ""),
+                "label": spec["label"],
+                "role": spec["role"],
+                "kind": spec["kind"],
                 "version": spec.get("version", "not stated"),
                 "license": spec.get("license", "not stated"),
-                "root": spec.get("root", ""),
+                "root": spec["root"],
                 "origin": download.get("git") or download.get("url") or "",
                 "sample": spec.get("sample"),
             }
@@ -94,8 +95,8 @@ def empty_sources(sources: dict, flow: dict, exclusions: pd.DataFrame) -> list[d
         rows.append(
             {
                 "name": name,
-                "role": spec.get("role", "train"),
-                "label": spec.get("label", ""),
+                "role": spec["role"],
+                "label": spec["label"],
                 "total": counts["total"],
                 "reasons": ", ".join(f"{reason} {int(n)}" for reason, n in ordered),
             }

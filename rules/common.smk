@@ -133,8 +133,8 @@ def curation_sources():
 def external_sets():
     """Each external source alone, then the dataset's named groups of them (external_sets):
     name -> its sources, in that order."""
-    alone = {n: [n] for n, s in SOURCES.items() if s.get("role") == "external"}
-    return alone | {n: list(m) for n, m in DATASET.get("external_sets", {}).items()}
+    alone = {n: [n] for n, s in SOURCES.items() if s["role"] == "external"}
+    return alone | {n: list(m) for n, m in DATASET["external_sets"].items()}
 
 
 def fetch_spec(wildcards):

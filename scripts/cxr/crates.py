@@ -22,6 +22,7 @@ from rocrate.model.contextentity import ContextEntity
 from rocrate.rocrate import ROCrate
 
 from cxr.io import read_json
+from cxr.provenance import fingerprint
 
 # Workflow RO-Crate 1.0 and the Workflow Run Crate profiles 0.5 build on RO-Crate 1.1.
 RO_CRATE_VERSION = "1.1"
@@ -430,8 +431,6 @@ def write_zip(crate: ROCrate, out: Path) -> Path:
 def job_records(provenance: Mapping, jobs_dir: Path) -> list[dict]:
     """Every job record that still matches its outputs: those provenance.json kept, plus the
     jobs after it (render_report, which it cannot name), checked the same way."""
-    from cxr.provenance import fingerprint
-
     records = {r["job"]: r for r in provenance["jobs"].values()}
     for path in sorted(Path(jobs_dir).rglob("*.json")):
         record = read_json(path)

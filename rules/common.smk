@@ -14,7 +14,7 @@ from snakemake import __version__ as SNAKEMAKE_VERSION  # noqa: E402
 from snakemake.io import report as report_flag  # noqa: E402
 from cxr.errors import CxrError  # noqa: E402
 from cxr.protocols import RUN_NAME  # noqa: E402
-from cxr.shards import shard_names  # noqa: E402
+from cxr.shard_names import shard_names  # noqa: E402
 from cxr.synthetic import GROUND_TRUTH_FILE  # noqa: E402
 
 # The dataset's overrides, then what the user wrote over them (--configfile files, then

@@ -52,3 +52,24 @@ def test_dry_run_of_the_default_config_plans_every_stage():
                  "extract_features", "train_models", "evaluate_models", "compare_protocols",
                  "plot_learning_curve", "audit_leakage", "render_report"):  # fmt: skip
         assert rule in result.stdout, f"{rule} missing from the dry run"
+
+
+def test_building_the_dag_imports_no_numerical_library():
+    """Every `cxr` import of the rules runs whenever Snakemake plans (each dry run, each job's
+    own Snakemake): none may pull in numpy, pandas, Pillow, scikit-learn or scipy, which cost
+    ~0.6 s of every plan (measured: a dry run 1.6 s -> 1.0 s)."""
+    statements = [
+        line.split("#")[0].strip()
+        for path in [REPO / "Snakefile", *sorted((REPO / "rules").glob("*.smk"))]
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.startswith(("from cxr", "import cxr"))
+    ]
+    assert len(statements) >= 5, statements
+    heavy = ("numpy", "pandas", "PIL", "sklearn", "scipy")
+    script = "\n".join(
+        [*statements, "import sys", f"print(*[m for m in {heavy} if m in sys.modules])"]
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "scripts")}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == []

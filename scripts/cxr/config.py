@@ -14,8 +14,8 @@ from typing import Any
 
 from cxr.architectures import check_architectures
 from cxr.errors import ConfigError
+from cxr.fractions import check_fractions
 from cxr.protocols import Protocol, protocols_to_run
-from cxr.split import check_fractions
 
 
 def deep_merge(base: dict, override: dict) -> dict:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cxr.errors import ConfigError
-from cxr.split import check_fractions
+from cxr.fractions import check_fractions
 
 SPLIT_METHODS = ("patient", "image")
 # Head settings a protocol may change: the base and its features stay shared by all protocols.

@@ -14,6 +14,7 @@ from PIL import Image
 from cxr.errors import DataError
 from cxr.images import load_image
 from cxr.io import atomic_path, sha256_file
+from cxr.shard_names import shard_names
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +52,6 @@ def make_example(pixels: np.ndarray, row: dict):
         "sha256": _bytes(row["sha256"]),
     }
     return tf.train.Example(features=tf.train.Features(feature=feature))
-
-
-def shard_names(count: int) -> list[str]:
-    """The file names of `count` shards (the rule declares them; write_shards writes them)."""
-    return [f"images-{k:05d}-of-{count:05d}.tfrecord" for k in range(count)]
 
 
 def write_shards(

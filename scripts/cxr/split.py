@@ -11,31 +11,9 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
-from cxr.errors import ConfigError, DataError
+from cxr.errors import DataError
+from cxr.fractions import check_fractions, fold_count
 from cxr.marks import COLOURED, mark_reasons
-
-
-def fold_count(fraction: float) -> int:
-    """Folds of StratifiedGroupKFold whose one fold holds about `fraction` of the patients."""
-    return max(2, round(1.0 / fraction))
-
-
-def check_fractions(fractions: dict[str, float]) -> None:
-    """Fractions are positive, sum to 1, and can be made as one fold of k (within 5 points)."""
-    total = sum(fractions.values())
-    if any(v <= 0 for v in fractions.values()) or abs(total - 1.0) > 1e-6:
-        raise ConfigError(
-            f"splits fractions {fractions} must each be > 0 and sum to 1 (they sum to {total:g})"
-        )
-    made = {"test": fractions["test"], "val": fractions["val"] / (1.0 - fractions["test"])}
-    for name, fraction in made.items():
-        k = fold_count(fraction)
-        if abs(1.0 / k - fraction) > 0.05:
-            raise ConfigError(
-                f"splits.{name} = {fractions[name]:g} cannot be made as one of k patient folds "
-                f"(nearest: 1/{k} = {1 / k:.0%} of the patients left for it); choose a value "
-                "nearer 1/k, e.g. 0.1, 0.2, 0.25 or 0.5"
-            )
 
 
 def _take_fold(frame: pd.DataFrame, fraction: float, seed: int) -> np.ndarray:

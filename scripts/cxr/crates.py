@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping
@@ -21,8 +20,8 @@ import yaml
 from rocrate.model.contextentity import ContextEntity
 from rocrate.rocrate import ROCrate
 
-from cxr.io import read_json
-from cxr.provenance import fingerprint
+from cxr.io import atomic_path, read_json
+from cxr.provenance import is_current
 
 # Workflow RO-Crate 1.0 and the Workflow Run Crate profiles 0.5 build on RO-Crate 1.1.
 RO_CRATE_VERSION = "1.1"
@@ -206,12 +205,6 @@ def metadata_text(crate: ROCrate) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         crate.metadata.write(tmp)
         return (Path(tmp) / crate.metadata.id).read_text()
-
-
-def write_workflow_crate(repo: Path, *, snakemake_version: str | None = None) -> Path:
-    path = repo / "ro-crate-metadata.json"
-    path.write_text(metadata_text(workflow_crate(repo, snakemake_version=snakemake_version)))
-    return path
 
 
 # --- the run crate -------------------------------------------------------------------------
@@ -415,27 +408,24 @@ def write_zip(crate: ROCrate, out: Path) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         crate.write(tmp)
         entries = sorted(p for p in Path(tmp).rglob("*") if p.is_file())
-        partial = out.with_name(out.name + ".part")
-        with zipfile.ZipFile(
-            partial, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9
-        ) as archive:
+        with (
+            atomic_path(out) as partial,
+            zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive,
+        ):
             for path in entries:
                 info = zipfile.ZipInfo(path.relative_to(tmp).as_posix(), date_time=ZIP_TIME)
                 info.external_attr = 0o644 << 16
                 info.compress_type = zipfile.ZIP_DEFLATED
                 archive.writestr(info, path.read_bytes(), compresslevel=9)
-        os.replace(partial, out)
     return out
 
 
 def job_records(provenance: Mapping, jobs_dir: Path) -> list[dict]:
     """Every job record that still matches its outputs: those provenance.json kept, plus the
     jobs after it (render_report, which it cannot name), checked the same way."""
-    records = {r["job"]: r for r in provenance["jobs"].values()}
+    records = dict(provenance["jobs"])
     for path in sorted(Path(jobs_dir).rglob("*.json")):
         record = read_json(path)
-        if record["job"] in records:
-            continue
-        if all(fingerprint(o["path"])["sha256"] == o["sha256"] for o in record["outputs"]):
+        if record["job"] not in records and is_current(record):
             records[record["job"]] = record
     return list(records.values())

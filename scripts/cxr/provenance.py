@@ -112,7 +112,8 @@ def _paths(files: Any) -> list[str]:
 
 
 def plain(value: Any) -> Any:
-    """Params as JSON values (Snakemake gives Namedlists, tuples and the like)."""
+    """Snakemake's config and params as JSON values (it gives Namedlists, tuples and the
+    like): what a job record stores and the report's config YAML shows."""
     return json.loads(json.dumps(value, default=str))
 
 
@@ -165,6 +166,11 @@ def record_job(sm: Any, script: str | os.PathLike, jobs_dir: Path = JOBS) -> Pat
     return path
 
 
+def is_current(record: Mapping) -> bool:
+    """Whether every output of a job record still has the bytes the job wrote."""
+    return all(fingerprint(o["path"])["sha256"] == o["sha256"] for o in record["outputs"])
+
+
 def collect(files: Iterable[str], jobs_dir: Path = JOBS) -> dict:
     """`results/provenance.json`: for each of `files`, the job that made it and, through its
     inputs, every job upstream of it. A record counts only while its outputs still have the
@@ -185,8 +191,7 @@ def collect(files: Iterable[str], jobs_dir: Path = JOBS) -> dict:
         if record is None:
             return None
         if record["job"] not in jobs:
-            now = {o["path"]: fingerprint(o["path"])["sha256"] for o in record["outputs"]}
-            if any(now[o["path"]] != o["sha256"] for o in record["outputs"]):
+            if not is_current(record):
                 stale.append(record["job"])
                 made_by.pop(path)
                 return None

@@ -4,16 +4,14 @@ package versions, input checksums and the configuration."""
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import logging
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from cxr import provenance
 from cxr.io import sha256_file
-from cxr.provenance import commit_text
+from cxr.provenance import commit_text, plain
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +50,6 @@ def commands(dataset: str, default: str) -> dict:
     if dataset != default:
         everything += f" --config dataset={dataset}"
     return {"all": everything, "report": "snakemake --cores 1 --forcerun render_report"}
-
-
-def plain(value: Any) -> Any:
-    """Snakemake's config/params as plain dicts and lists (for yaml.safe_dump)."""
-    return json.loads(json.dumps(value, default=str))
 
 
 def checksums(manifest: dict, files: list[str]) -> list[dict]:

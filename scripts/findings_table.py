@@ -20,6 +20,10 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+from cxr.io import write_or_check  # noqa: E402
+
 START, END = "<!-- findings:start -->", "<!-- findings:end -->"
 ARCHITECTURES = ("MobileNet", "ResNet50", "DenseNet121")
 RUN = "seed0"  # the run both protocols have
@@ -98,20 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     if target is None:
         print(block)
         return 0
-    text = target.read_text()
-    updated = replace_block(text, block, target.name)
-    if args.check:
-        if updated != text:
-            print(
-                f"{target}: the findings block differs from {args.expected.name}; "
-                "rerun with --write"
-            )
-            return 1
-        print(f"{target}: the findings block is current")
-        return 0
-    target.write_text(updated)
-    print(f"wrote the findings block of {target}")
-    return 0
+    return write_or_check(
+        target, replace_block(target.read_text(), block, target.name), check=bool(args.check),
+        remedy=f"its findings block differs from {args.expected.name}; rerun with --write",
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

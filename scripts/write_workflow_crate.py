@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
 from cxr.crates import metadata_text, workflow_crate  # noqa: E402
+from cxr.io import write_or_check  # noqa: E402
 
 
 def pinned_snakemake(repo: Path = REPO) -> str:
@@ -42,16 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     text = metadata_text(workflow_crate(REPO, snakemake_version=pinned_snakemake()))
-    path = REPO / "ro-crate-metadata.json"
-    if args.check:
-        if not path.exists() or path.read_text() != text:
-            print(f"{path.name} is out of date: run python scripts/write_workflow_crate.py")
-            return 1
-        print(f"{path.name} is current")
-        return 0
-    path.write_text(text)
-    print(f"wrote {path}")
-    return 0
+    return write_or_check(
+        REPO / "ro-crate-metadata.json", text, check=args.check,
+        remedy="run python scripts/write_workflow_crate.py",
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

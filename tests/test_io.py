@@ -7,7 +7,7 @@ import os
 import pandas as pd
 import pytest
 
-from cxr.io import atomic_open, atomic_path, write_csv
+from cxr.io import atomic_open, atomic_path, write_csv, write_or_check
 
 
 def _umask() -> int:
@@ -107,3 +107,14 @@ def test_write_csv_refuses_a_lone_surrogate_naming_the_cell(tmp_path):
     with pytest.raises(ValueError, match=r"t\.csv: column 'file', row 2 .*'bad\\udcff\.png'"):
         write_csv(tmp_path / "t.csv", frame)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_write_or_check_writes_then_says_current_or_out_of_date(tmp_path, capsys):
+    path = tmp_path / "generated.json"
+    assert write_or_check(path, "{}\n", check=True, remedy="run make x") == 1  # missing
+    assert write_or_check(path, "{}\n", check=False, remedy="run make x") == 0
+    assert path.read_text() == "{}\n"
+    assert write_or_check(path, "{}\n", check=True, remedy="run make x") == 0
+    assert write_or_check(path, "[]\n", check=True, remedy="run make x") == 1
+    assert path.read_text() == "{}\n"  # a check never writes
+    assert capsys.readouterr().out.splitlines()[-1] == f"{path} is out of date: run make x"

@@ -115,3 +115,20 @@ def atomic_path(path: str | os.PathLike, *, suffix_like: bool = True) -> Iterato
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def write_or_check(path: str | os.PathLike, text: str, *, check: bool, remedy: str) -> int:
+    """For a generated file kept in the repository: write `text` to `path` (0), or with
+    `check` only compare, printing whether it is current (0) or out of date and the `remedy`
+    (1). A missing file is out of date."""
+    path = Path(path)
+    if check:
+        if path.is_file() and path.read_text(encoding="utf-8") == text:
+            print(f"{path} is current")
+            return 0
+        print(f"{path} is out of date: {remedy}")
+        return 1
+    with atomic_open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    print(f"wrote {path}")
+    return 0

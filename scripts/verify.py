@@ -17,7 +17,6 @@ import argparse
 import datetime
 import json
 import platform
-import subprocess
 import sys
 from pathlib import Path
 
@@ -25,6 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 
 from cxr.io import read_json, write_json  # noqa: E402
+from cxr.provenance import git_commit  # noqa: E402
 from cxr.verify import CONTEXTS, WHY, compare, expected_file, failed, table_text  # noqa: E402
 
 
@@ -45,14 +45,12 @@ def cpu_model() -> str:
 
 
 def commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(REPO), "describe", "--always", "--dirty", "--abbrev=12"],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
+    """The checkout's commit as `git describe --always --dirty --abbrev=12` writes it (the
+    expected files' form), read as every job reads it (cxr.provenance.git_commit)."""
+    found = git_commit(REPO)
+    if not found["commit"]:
         return "unknown (not a git checkout)"
+    return found["commit"][:12] + ("-dirty" if found["dirty"] else "")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:

@@ -187,14 +187,21 @@ def stop_at_epoch(epoch: int):
     return Stop()
 
 
+def test_callbacks_are_refused_where_no_epoch_loop_calls_them(tmp_path):
+    with pytest.raises(ConfigError, match="whole-model route only"):
+        run(tmp_path, callbacks=[stop_at_epoch(3)])
+
+
 @pytest.mark.slow
 def test_killed_run_resumes_where_it_stopped(reference, tmp_path):
+    """The whole-model route (per-epoch state) resumes; the reference is the head fitted on
+    cached features, which the whole model equals (test_cached_features_equal_full_model_fit)."""
     with pytest.raises(Interrupt):
-        run(tmp_path, callbacks=[stop_at_epoch(3)])  # epochs 1, 2 done
+        run(tmp_path, strategy="full-model", callbacks=[stop_at_epoch(3)])  # epochs 1, 2 done
     assert not (tmp_path / "model.keras").exists()
     assert (tmp_path / "backup" / "state.json").is_file()
 
-    summary = run(tmp_path)
+    summary = run(tmp_path, strategy="full-model")
     assert summary["resumed_from_epoch"] == 2 and summary["epochs_run"] == 4
     assert pd.read_csv(tmp_path / "history.csv")["epoch"].tolist() == [1, 2, 3, 4]
     assert not (tmp_path / "backup").exists()

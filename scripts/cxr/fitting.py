@@ -1,6 +1,11 @@
-"""Resumable fitting: a model fitted stage after stage on batches in a seeded per-epoch order,
-its state saved after every epoch so that a killed run resumes where it stopped and ends with
-the weights an uninterrupted run would have; then history.csv, model.keras and best.keras.
+"""Resumable fitting, the route of whole models on images (augmentation, fine-tuning): a model
+fitted stage after stage on batches in a seeded per-epoch order, its state saved after every
+epoch so that a killed run resumes where it stopped and ends with the weights an uninterrupted
+run would have; then history.csv, model.keras and best.keras. Worth it where an epoch is a pass
+of a base over images (minutes on a GPU for the article's sizes); a head on stored features
+fits in a fraction of a second, and cxr.heads fits it in one traced call instead, saving
+nothing until it ends. Both routes share the batch order (epoch_order), the compile
+(compile_for) and the history's columns.
 
 Hand-written instead of keras.callbacks.BackupAndRestore because that callback (Keras 3.15)
 writes its weights and epoch number non-atomically (a kill in between resumes from a wrong
@@ -81,7 +86,8 @@ def _rng_variables(model: keras.Model) -> list:
     return [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
 
 
-def _finite(value: Any) -> float | None:
+def finite_or_none(value: Any) -> float | None:
+    """A float, or None where it is NaN or infinite (JSON has neither)."""
     value = float(value)
     return value if math.isfinite(value) else None
 
@@ -101,7 +107,7 @@ class _Checkpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         done = epoch + 1
-        row = {"epoch": done, **{key: _finite(logs[key]) for key in HISTORY_COLUMNS[1:]}}
+        row = {"epoch": done, **{key: finite_or_none(logs[key]) for key in HISTORY_COLUMNS[1:]}}
         state = self.state
         state["rows"].append(row)
         best = state.get("best_val_loss")
@@ -184,32 +190,6 @@ def compile_for(model: keras.Model, learning_rate: float) -> None:
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=_LOSS, metrics=["accuracy"])
 
 
-class ResetModel:
-    """One compiled model, reset for each fit to the state of a freshly built one (weights,
-    Dropout's seed state) and of a fresh optimizer. Keras then traces its training, validation
-    and prediction steps once for all fits, instead of once per model (about 0.5 s each here);
-    a reset model fits exactly as the fresh one would (tests/test_jobs.py compares the files)."""
-
-    def __init__(self, model: keras.Model, learning_rate: float):
-        compile_for(model, learning_rate)
-        model.optimizer.build(model.trainable_variables)
-        self.model = model
-        self._start = [v.numpy() for v in model.variables]
-        self._optimizer_start = [v.numpy() for v in model.optimizer.variables]
-
-    def reset(self, fresh: keras.Model | None = None) -> keras.Model:
-        """The compiled model with `fresh`'s variables (same architecture) and the optimizer
-        as new; with no `fresh`, the variables the model had when this object was made."""
-        values = self._start if fresh is None else [v.numpy() for v in fresh.variables]
-        for variable, value in zip(self.model.variables, values, strict=True):
-            variable.assign(value)
-        for variable, value in zip(
-            self.model.optimizer.variables, self._optimizer_start, strict=True
-        ):
-            variable.assign(value)
-        return self.model
-
-
 def _fit_stages(
     model: keras.Model,
     stages: list[Stage],
@@ -219,10 +199,8 @@ def _fit_stages(
     backup: Path,
     fingerprint: str,
     callbacks: list,
-    compiled: bool = False,
 ) -> tuple[dict, int]:
-    """Fit stage after stage, resuming from `backup` if a previous run left state there.
-    `compiled`: the model comes compiled for the first stage (ResetModel), as new."""
+    """Fit stage after stage, resuming from `backup` if a previous run left state there."""
     state = _read_state(backup, fingerprint)
     start = state["epoch"] if state else 0
     state = state or {"rows": [], "best_epoch": None, "best_val_loss": None, "best": None}
@@ -231,8 +209,7 @@ def _fit_stages(
     for number, stage in enumerate(stages):
         if stage.prepare is not None:
             stage.prepare()
-        if not (compiled and number == 0):
-            compile_for(model, stage.learning_rate)
+        compile_for(model, stage.learning_rate)
         if state.get("stage") == number:
             _restore(model, backup, state)
         first, begin = max(start, begin), stage.end
@@ -251,53 +228,6 @@ def _fit_stages(
     return state, start
 
 
-class InMemoryFit:
-    """The one-stage fit that fit_and_save makes (same compile, same batches in the same
-    order, the best epoch chosen as _Checkpoint does), with nothing written, made again and
-    again on one model: for the repeated splits,
-    whose heads are evaluated and dropped. Every call starts from the state the model and its
-    optimizer had when this object was made (ResetModel), so a call gives what a fresh seeded
-    head would."""
-
-    def __init__(self, model: keras.Model, *, batch_size: int, seed: int, epochs: int,
-                 learning_rate: float):  # fmt: skip
-        self.batch_size, self.seed, self.epochs = batch_size, seed, epochs
-        self._reset = ResetModel(model, learning_rate)
-        self.model = model
-
-    def __call__(
-        self,
-        batches: tuple[Callable, Callable, tuple[int, ...]],
-        y_train: np.ndarray,
-        y_val: np.ndarray,
-    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Fit from the starting state; return the final weights and the best epoch's.
-
-        Keras's own training and validation steps (its traced train_function and
-        test_function), called batch by batch in the order fit would feed them: the same
-        computation as model.fit on the batches fit_and_save makes, without fit's per-batch
-        machinery (callbacks, data adapters), which cost more than a head's step here
-        (tests/test_jobs.py checks the predictions against a run fitted with model.fit)."""
-        make_x, make_val, _ = batches
-        model = self._reset.reset()
-        model.make_train_function()
-        model.make_test_function()
-        best_loss, best = None, None
-        for epoch in range(self.epochs):
-            order = epoch_order(len(y_train), self.seed, epoch)
-            for number, start in enumerate(range(0, len(order), self.batch_size)):
-                index = order[start : start + self.batch_size]
-                model.train_function(iter([(make_x(index, epoch, number), y_train[index], None)]))
-            model.reset_metrics()  # the validation loss is the mean over its batches, as in fit
-            for number, start in enumerate(range(0, len(y_val), self.batch_size)):
-                index = np.arange(start, min(start + self.batch_size, len(y_val)))
-                logs = model.test_function(iter([(make_val(index, 0, number), y_val[index], None)]))
-            loss = _finite(logs["loss"])
-            if best is None or (loss is not None and (best_loss is None or loss < best_loss)):
-                best_loss, best = loss, model.get_weights()
-        return model.get_weights(), best
-
-
 def fit_and_save(
     model: keras.Model,
     saved: keras.Model,
@@ -311,7 +241,6 @@ def fit_and_save(
     out_dir: Path,
     fingerprint: str,
     callbacks: list | None = None,
-    compiled: bool = False,
 ) -> tuple[dict, int, float]:
     """Fit `model` (resumable from out_dir/backup), then write history.csv and `saved` as
     model.keras (last epoch) and best.keras (lowest validation loss). `batches`: make_x(index,
@@ -343,7 +272,6 @@ def fit_and_save(
         backup,
         fingerprint,
         list(callbacks or []),
-        compiled,
     )
     seconds_fit = time.perf_counter() - started
     write_csv(out_dir / "history.csv", pd.DataFrame(state["rows"], columns=HISTORY_COLUMNS))

@@ -4,19 +4,20 @@ whole model on the images), its checkpoints and history, and its P(disease) on t
 external images that evaluation and the saliency maps read.
 
 One process for all of an architecture's runs, because a head on ~100 stored feature vectors
-fits in well under a second while a TensorFlow process takes ~4 s to start and trace: one job
-per run was almost all start-up. Each run still writes its own files, at the paths the rules
-declare, exactly as a process of its own would: the runs share compiled heads, each reset to a
-head freshly built after its own seed (TracedHeads; docs/facts.md).
+fits in a tenth of a second while a TensorFlow process takes ~4 s to start: one job per run
+was almost all start-up. Each run still writes its own files, at the paths the rules declare,
+exactly as a process of its own would. A head's whole fit is one traced call of a compiled
+head that every run of the job shares (CompiledHead: why, and what it equals, in its
+docstring and docs/facts.md); nothing is saved until a fit ends, and a killed job fits its
+heads again.
 
 Read top to bottom: the job (plan -> rows -> fit -> predict -> files), then its steps: the
-stored features, one run, the head's settings, the head and its fit (cxr.fitting holds the
-resumable epoch loop both routes share), the images route (cxr.training), the predictions.
+stored features, one run, the head's settings, the head and its fit, the images route
+(cxr.training, resumable through cxr.fitting), the predictions.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from cxr.errors import ConfigError, DataError
-from cxr.io import read_json, read_table, sha256_file, write_csv, write_json
+from cxr.io import read_json, read_table, write_csv, write_json
 from cxr.jobs import architecture, runtime_record
 
 log = logging.getLogger(__name__)
@@ -55,32 +56,29 @@ def train_models_job(*, inputs: dict, outputs: dict, params: dict, threads: int)
     }
     features = StoredFeatures.load(inputs["features"], inputs["table"])
     weights = read_json(inputs["feature_summary"])["weights"]
-    provenance = {
-        "features": sha256_file(inputs["features"]),
-        "architecture": params["architecture"],
-    }
     summaries = []
     started = time.perf_counter()
     # A fresh Keras session, so that the names in the saved heads are those of a process that
     # fits one run alone; the runs on stored features then share compiled heads, each reset to
-    # its own seeded head before it fits (TracedHeads).
+    # its own seeded head before it fits (CompiledHeads).
     keras.backend.clear_session()
-    heads = TracedHeads()
+    heads = CompiledHeads()
     for number, plan in enumerate(runs, start=1):
         plan = {**plan, "architecture": params["architecture"]}
         files = {name: outputs[name][number - 1] for name in RUN_OUTPUTS}
         run_started = time.perf_counter()
-        summary = train_run(
+        summary, fitted = train_run(
             plan,
             splits[plan["protocol"]],
             features,
             inputs=inputs,
             files=files,
             architecture_name=params["architecture"],
-            provenance=provenance,
             heads=heads,
         )
-        prediction = predict_run(plan, splits[plan["protocol"]], features, inputs, files, params)
+        prediction = predict_run(
+            plan, splits[plan["protocol"]], features, inputs, files, params, fitted
+        )
         summary.update(
             {
                 "weights": weights,
@@ -109,7 +107,9 @@ def train_models_job(*, inputs: dict, outputs: dict, params: dict, threads: int)
     )
     for plan, splits_path, predictions_path in repeated:
         started = time.perf_counter()
-        predictions = predict_repeats(plan, read_table(splits_path), features, params["checkpoint"])
+        predictions = predict_repeats(
+            plan, read_table(splits_path), features, params["checkpoint"], heads
+        )
         write_csv(predictions_path, predictions)
         log.info(
             "%s: %d repeated splits of %s in %.1f s",
@@ -182,11 +182,11 @@ def train_run(
     inputs: dict,
     files: dict,
     architecture_name: str,
-    provenance: dict,
-    heads: TracedHeads | None = None,
-) -> dict:
+    heads: CompiledHeads,
+) -> tuple[dict, tuple[HeadFit, CompiledHead] | None]:
     """Fit one run: the head on stored features, or the whole model on images when its
-    protocol augments or fine-tunes. Writes model.keras, best.keras and history.csv."""
+    protocol augments or fine-tunes. Writes model.keras, best.keras and history.csv; returns
+    the summary and, for a head, its fit and compiled head (None for a whole model)."""
     training, run = plan["training"], plan["run"]
     settings = TrainSettings.from_config(training, run["seed"])
     out_dir = Path(files["model"]).parent
@@ -212,13 +212,13 @@ def train_run(
 
         keras.backend.clear_session()  # a whole model per run: free the previous one's memory
         summary = _train_on_images(plan, settings, train_rows, val_rows, inputs, out_dir)
+        fitted = None
     else:
-        summary = train_on_features(
+        summary, *fitted = train_on_features(
             features.rows(train_rows, "training"),
             features.rows(val_rows, "validation"),
             settings,
             out_dir=out_dir,
-            provenance=provenance,
             heads=heads,
         )
     summary.update(
@@ -232,7 +232,7 @@ def train_run(
             "image_size": training["image_size"],
         }
     )
-    return summary
+    return summary, (tuple(fitted) if fitted else None)
 
 
 def _train_on_images(plan, settings, train_rows, val_rows, inputs, out_dir) -> dict:
@@ -349,25 +349,201 @@ def seeded_head(feature_shape: tuple, settings: TrainSettings):
     )
 
 
-class TracedHeads:
-    """The compiled heads of one process, one per feature shape and head settings: each run
-    gets the one that fits it, reset to a freshly seeded head of its own seed
-    (fitting.ResetModel), so that Keras traces a head's steps once per job, not once per run."""
+@dataclass
+class HeadFit:
+    """One fit of a head: a history row per epoch (HISTORY_COLUMNS), the last epoch's weights,
+    and the weights of the epoch with the lowest validation loss (the first epoch's while no
+    epoch has a finite one), as Keras's get_weights lists them."""
+
+    rows: list[dict]
+    final: list[np.ndarray]
+    best: list[np.ndarray]
+    best_epoch: int
+    best_val_loss: float | None
+    seconds: float
+
+    def facts(self, epochs: int) -> dict[str, Any]:
+        """The summary's facts of the fit, named as the resumable fit names them (a head
+        never resumes: a killed job fits it again)."""
+        return {
+            "epochs": epochs,
+            "epochs_run": len(self.rows),
+            "resumed_from_epoch": 0,
+            "best_epoch": self.best_epoch,
+            "best_val_loss": self.best_val_loss,
+            "final": self.rows[-1],
+        }
+
+
+class CompiledHead:
+    """One compiled head, whose whole fit, every epoch's training and validation steps and the
+    choice of the best epoch, is one traced TensorFlow function, called once per fit.
+
+    Why: a head on ~100 stored feature vectors is microseconds of arithmetic per step, and
+    model.fit spent ~100x that around each step and epoch (its data adapter, callbacks and
+    per-epoch bookkeeping; our per-epoch resumable state cost more again: weights files and
+    state.json after every epoch). The traced loop calls Keras's own train_step and test_step
+    on the batches model.fit was fed, in the same order (epoch_order), so the weights and the
+    history are bit for bit those of model.fit (tests/test_heads.py), at ~0.07 s for 15 epochs
+    of 68 images here instead of ~1.9 s. Nothing is saved during the fit: a killed job fits
+    its heads again, which costs less than resumable state would (cxr.fitting keeps that for
+    the whole-model route, whose epochs can take minutes on a GPU).
+
+    Each fit starts from a freshly seeded head (its weights, Dropout's seed state) and a fresh
+    optimizer, so one compiled head serves every run of a job that has its feature shape and
+    head settings (CompiledHeads): Keras and TensorFlow trace once per job, not once per run.
+    """
+
+    def __init__(self, feature_shape: tuple[int, ...], settings: TrainSettings):
+        import tensorflow as tf
+
+        from cxr.fitting import compile_for
+
+        self.feature_shape = tuple(int(n) for n in feature_shape)
+        model = seeded_head(self.feature_shape, settings)
+        compile_for(model, settings.learning_rate)
+        model.optimizer.build(model.trainable_variables)
+        self.model = model
+        # A fresh optimizer's state, and per seed a freshly seeded head's variables (building
+        # a Keras model costs more than fitting one): what each fit starts from.
+        self._optimizer_start = [v.numpy() for v in model.optimizer.variables]
+        self._seeded = {settings.seed: [v.numpy() for v in model.variables]}
+        # The best epoch's weights, kept inside the traced loop (a copy per epoch would cost
+        # more than the epoch).
+        self._best = [tf.Variable(v.numpy(), trainable=False) for v in model.weights]
+        x_spec = tf.TensorSpec((None, *self.feature_shape), tf.float32)
+        y_spec = tf.TensorSpec((None,), tf.int64)
+        start_spec = [tf.TensorSpec(v.shape, v.dtype) for v in model.variables]
+        self._fit = tf.function(
+            self._fit_epochs,
+            input_signature=[
+                start_spec,
+                x_spec,
+                y_spec,
+                tf.TensorSpec((None, None), tf.int64),
+                x_spec,
+                y_spec,
+                tf.TensorSpec((), tf.int64),
+            ],
+        )
+
+    def _fit_epochs(self, start, x, y, orders, x_val, y_val, batch_size):
+        """Traced: from the head's variables `start` and a fresh optimizer, epoch e trains on
+        x[orders[e]] in batches of batch_size, then validates on x_val in order; returns the
+        history [epochs, 4], the best epoch (from 1) and its loss."""
+        import tensorflow as tf
+
+        model = self.model
+        for variable, value in zip(model.variables, start, strict=True):
+            variable.assign(value)
+        for variable, value in zip(model.optimizer.variables, self._optimizer_start, strict=True):
+            variable.assign(value)
+        epochs = tf.shape(orders, out_type=tf.int64)[0]
+        n, n_val = tf.shape(orders, out_type=tf.int64)[1], tf.shape(y_val, out_type=tf.int64)[0]
+        history = tf.TensorArray(tf.float32, size=tf.cast(epochs, tf.int32))
+        best_epoch = tf.constant(0, tf.int64)
+        best_loss = tf.constant(float("nan"), tf.float32)
+        for epoch in tf.range(epochs):
+            model.reset_metrics()  # an epoch's loss and accuracy are its own, as in fit
+            for start in tf.range(0, n, batch_size):
+                index = orders[epoch, start : start + batch_size]
+                model.train_step((tf.gather(x, index), tf.gather(y, index)))
+            trained = model.get_metrics_result()
+            model.reset_metrics()
+            for start in tf.range(0, n_val, batch_size):
+                model.test_step(
+                    (x_val[start : start + batch_size], y_val[start : start + batch_size])
+                )
+            validated = model.get_metrics_result()
+            val_loss = tf.cast(validated["loss"], tf.float32)
+            row = [trained["loss"], trained["accuracy"], validated["loss"], validated["accuracy"]]
+            history = history.write(tf.cast(epoch, tf.int32), tf.cast(tf.stack(row), tf.float32))
+            # The rule of the resumable fit (cxr.fitting): the first epoch, then any epoch
+            # whose finite validation loss is below the best finite one so far.
+            finite = tf.math.is_finite(val_loss)
+            if (epoch == 0) | (finite & (~tf.math.is_finite(best_loss) | (val_loss < best_loss))):
+                best_epoch = epoch + 1
+                best_loss = tf.where(finite, val_loss, float("nan"))
+                for kept, variable in zip(self._best, model.weights, strict=True):
+                    kept.assign(variable)
+        return history.stack(), best_epoch, best_loss
+
+    def seeded(self, settings: TrainSettings) -> list[np.ndarray]:
+        """The variables of seeded_head(feature_shape, settings), made once per seed."""
+        if settings.seed not in self._seeded:
+            fresh = seeded_head(self.feature_shape, settings)
+            self._seeded[settings.seed] = [v.numpy() for v in fresh.variables]
+        return self._seeded[settings.seed]
+
+    def fit(self, train: tuple, val: tuple, settings: TrainSettings) -> HeadFit:
+        """Fit a freshly seeded head (settings.seed) on (features, labels) `train`, validated
+        on `val`, for settings.epochs in batches of settings.batch_size."""
+        from cxr.fitting import HISTORY_COLUMNS, epoch_order, finite_or_none
+
+        (x, y), (x_val, y_val) = train, val
+        started = time.perf_counter()
+        orders = np.stack([epoch_order(len(y), settings.seed, e) for e in range(settings.epochs)])
+        history, best_epoch, best_loss = self._fit(
+            self.seeded(settings), np.asarray(x, np.float32), np.asarray(y, np.int64), orders,
+            np.asarray(x_val, np.float32), np.asarray(y_val, np.int64), settings.batch_size,
+        )  # fmt: skip
+        rows = [
+            {
+                "epoch": epoch,
+                **dict(zip(HISTORY_COLUMNS[1:], map(finite_or_none, values), strict=True)),
+            }
+            for epoch, values in enumerate(history.numpy().tolist(), start=1)
+        ]
+        return HeadFit(
+            rows=rows,
+            final=self.model.get_weights(),
+            best=[v.numpy() for v in self._best],
+            best_epoch=int(best_epoch),
+            best_val_loss=finite_or_none(best_loss),
+            seconds=time.perf_counter() - started,
+        )
+
+    def predict(self, x: np.ndarray, weights: list[np.ndarray]) -> np.ndarray:
+        """P(disease) of the head with `weights` on features `x`."""
+        self.model.set_weights(weights)
+        return predict_disease(self.model, x)
+
+
+def predict_disease(model, x: np.ndarray) -> np.ndarray:
+    """P(disease) of a Keras classifier on `x`, in batches of 256 as model.predict makes them
+    (the same step, without predict's per-call set-up, which costs more than a head's batch)."""
+    if len(x) == 0:
+        return np.zeros(0, np.float32)
+    chunks = [model.predict_on_batch(x[i : i + 256]) for i in range(0, len(x), 256)]
+    return np.concatenate([np.asarray(c) for c in chunks])[:, 1]
+
+
+class CompiledHeads:
+    """The compiled heads of one job, one per feature shape and head settings (CompiledHead)."""
 
     def __init__(self):
-        self._heads: dict[tuple, Any] = {}
+        self._heads: dict[tuple, CompiledHead] = {}
 
-    def ready(self, feature_shape: tuple, settings: TrainSettings):
-        """A compiled head in the state seeded_head(feature_shape, settings) would be in."""
-        from cxr.fitting import ResetModel
-
+    def get(self, feature_shape: tuple, settings: TrainSettings) -> CompiledHead:
         key = (tuple(feature_shape), settings.pool_size, settings.dense_units,
                settings.dropout, settings.learning_rate, settings.mixed_precision)  # fmt: skip
-        fresh = seeded_head(feature_shape, settings)
         if key not in self._heads:
-            self._heads[key] = ResetModel(fresh, settings.learning_rate)
-            return fresh
-        return self._heads[key].reset(fresh)
+            self._heads[key] = CompiledHead(feature_shape, settings)
+        return self._heads[key]
+
+
+def write_fit(fit: HeadFit, head, saved, out_dir: Path) -> None:
+    """history.csv, and `saved` (the head, or a classifier around it) as model.keras with the
+    final weights and best.keras with the best epoch's, `head` holding them in turn."""
+    from cxr.fitting import HISTORY_COLUMNS
+    from cxr.models import save_model
+
+    write_csv(out_dir / "history.csv", pd.DataFrame(fit.rows, columns=HISTORY_COLUMNS))
+    head.set_weights(fit.final)
+    save_model(saved, out_dir / "model.keras")
+    head.set_weights(fit.best)
+    save_model(saved, out_dir / "best.keras")
+    head.set_weights(fit.final)
 
 
 def train_on_features(
@@ -376,69 +552,44 @@ def train_on_features(
     settings: TrainSettings,
     *,
     out_dir: Path,
-    provenance: dict[str, Any],
-    callbacks: list | None = None,
-    heads: TracedHeads | None = None,
-) -> dict[str, Any]:
+    heads: CompiledHeads,
+) -> tuple[dict[str, Any], HeadFit, CompiledHead]:
     """Fit the article's head on stored base features ((features, labels, ids) per split);
-    write the head as model.keras / best.keras and history.csv to `out_dir`.
+    write the head as model.keras / best.keras and history.csv to `out_dir`. Returns the
+    summary's facts, the fit and the compiled head it was fitted with.
 
     The head on the shared frozen base is the whole classifier (cxr.models.build_classifier
     joins them), and fitting it on features gives the same weights as fitting base + head on
-    the images (docs/facts.md). `provenance` (base file, architecture, ...) enters the resume
-    fingerprint, so a run never resumes over another base. `heads`: the job's compiled heads,
-    to reuse one (the same fit, traced once); by default a head of its own."""
-    from cxr.fitting import Stage, fit_and_save, fit_facts, run_fingerprint
+    the images (docs/facts.md)."""
     from cxr.runtime import dtype_policy, list_devices
 
     if settings.augmentation or settings.fine_tune:
         raise ConfigError("stored features need a frozen base without augmentation")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (f_train, y_train, train_ids), (f_val, y_val, val_ids) = train, val
+    (f_train, y_train, _), (f_val, y_val, _) = train, val
     require_rows(y_train, y_val, "the protocol's split")
-    fingerprint = run_fingerprint(
-        settings=dataclasses.asdict(settings),
-        provenance=provenance,
-        path="stored-features",
-        train=train_ids,
-        val=val_ids,
-    )
-    log.info(
-        "head on stored features %s: %d training / %d validation images",
-        f_train.shape[1:],
-        len(y_train),
-        len(y_val),
-    )
     with dtype_policy(settings.mixed_precision):
-        if heads is None:
-            head = seeded_head(f_train.shape[1:], settings)
-        else:
-            head = heads.ready(f_train.shape[1:], settings)
-        batches = ((lambda i, e, b: f_train[i]), (lambda i, e, b: f_val[i]), f_train.shape[1:])
-        state, resumed_from, seconds_fit = fit_and_save(
-            head,
-            head,
-            batches=batches,
-            y_train=y_train,
-            y_val=y_val,
-            batch_size=settings.batch_size,
-            seed=settings.seed,
-            stages=[Stage(settings.epochs, settings.learning_rate)],
-            out_dir=out_dir,
-            fingerprint=fingerprint,
-            callbacks=callbacks,
-            compiled=heads is not None,
-        )
-    return {
+        head = heads.get(f_train.shape[1:], settings)
+        fit = head.fit((f_train, y_train), (f_val, y_val), settings)
+        write_fit(fit, head.model, head.model, out_dir)
+    log.info(
+        "head on stored features %s, %d training / %d validation images: %d epochs in %.2f s, "
+        "best epoch %d (val_loss %s), final val_loss %s val_accuracy %s",
+        f_train.shape[1:], len(y_train), len(y_val), len(fit.rows), fit.seconds,
+        fit.best_epoch, fit.best_val_loss, fit.rows[-1]["val_loss"],
+        fit.rows[-1]["val_accuracy"],
+    )  # fmt: skip
+    summary = {
         "path": "stored-features",
         "n_train": len(y_train),
         "n_val": len(y_val),
-        **fit_facts(state, resumed_from, settings.epochs),
-        "seconds_fit": round(seconds_fit, 3),
+        **fit.facts(settings.epochs),
+        "seconds_fit": round(fit.seconds, 3),
         "mixed_precision": settings.mixed_precision,
         "devices": list_devices(),
     }
+    return summary, fit, head
 
 
 # --------------------------------------------------------------------------- predictions
@@ -448,16 +599,17 @@ REPEAT_COLUMNS = ["repeat", "split_seed", "id", "patient", "source", "label", "p
 
 
 def predict_repeats(
-    plan: dict, table: pd.DataFrame, features: StoredFeatures, checkpoint: str
+    plan: dict,
+    table: pd.DataFrame,
+    features: StoredFeatures,
+    checkpoint: str,
+    heads: CompiledHeads | None = None,
 ) -> pd.DataFrame:
     """For each repeated split of a protocol (`table`: split_repeats' rows, column `repeat`):
     the head fitted on its training rows with the protocol's first training seed, kept in
-    memory (nothing written: fitting.InMemoryFit), and its P(disease) on the repeat's test
-    images. The head of repeat 0, whose split is the protocol's own, is the protocol's first
-    run, so its predictions are that run's (tests/test_jobs.py)."""
-    import keras
-
-    from cxr.fitting import InMemoryFit
+    memory (nothing written), and its P(disease) on the repeat's test images. The head of
+    repeat 0, whose split is the protocol's own, is the protocol's first run, so its
+    predictions are that run's (tests/test_jobs.py)."""
     from cxr.runtime import dtype_policy
 
     training, run = plan["training"], plan["run"]
@@ -467,8 +619,10 @@ def predict_repeats(
             f"protocols.{plan['protocol']}.repeats: repeated splits fit heads on stored "
             "features, which augmentation and fine-tuning rule out; set repeats: 0"
         )
-    rows, fit = [], None
+    heads = heads or CompiledHeads()
+    rows = []
     with dtype_policy(settings.mixed_precision):
+        head = heads.get(features.shape, settings)
         for repeat, splits in table.groupby("repeat", sort=True):
             train_rows, val_rows = training_rows(splits, run)
             (f_train, y_train, _), (f_val, y_val, _) = (
@@ -476,27 +630,11 @@ def predict_repeats(
                 features.rows(val_rows, "validation"),
             )
             require_rows(y_train, y_val, f"repeat {repeat} of {plan['protocol']}")
-            if fit is None:
-                # One seeded head for all repeats: each starts from its initial state.
-                keras.backend.clear_session()
-                fit = InMemoryFit(
-                    seeded_head(features.shape, settings),
-                    batch_size=settings.batch_size,
-                    seed=settings.seed,
-                    epochs=settings.epochs,
-                    learning_rate=settings.learning_rate,
-                )
-            final, best = fit(
-                # Used within this iteration only: the fit ends before the next repeat.
-                ((lambda i, e, b: f_train[i]), (lambda i, e, b: f_val[i]), features.shape),  # noqa: B023
-                y_train,
-                y_val,
-            )
-            fit.model.set_weights(final if checkpoint == "final" else best)
+            fit = head.fit((f_train, y_train), (f_val, y_val), settings)
             test = evaluated_rows(splits)
             test = test[test["split"] == "test"]
-            x, y, _ = features.rows(test, "test")
-            prob = np.asarray(fit.model.predict(x, batch_size=256, verbose=0))[:, 1]
+            x, _, _ = features.rows(test, "test")
+            prob = head.predict(x, fit.final if checkpoint == "final" else fit.best)
             rows.append(prediction_table(test, prob, REPEAT_COLUMNS))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=REPEAT_COLUMNS)
 
@@ -520,24 +658,29 @@ def predict_run(
     inputs: dict,
     files: dict,
     params: dict,
+    fitted: tuple[HeadFit, CompiledHead] | None,
 ) -> str:
     """Write P(disease) of the run's evaluated checkpoint (params["checkpoint"]: final or
-    best) on its test and external images; return how it was computed."""
+    best) on its test and external images; return how it was computed. `fitted`: the head's
+    fit and compiled head (train_run), None for a whole model, which is read back from its
+    checkpoint file."""
     import keras
 
     from cxr.models import preprocess
     from cxr.shards import load_images
 
-    checkpoint = Path(files["model"]).with_name(CHECKPOINT_FILES[params["checkpoint"]])
-    model = keras.models.load_model(checkpoint, compile=False)
     frame = evaluated_rows(splits)
-    if tuple(model.input_shape[1:]) == features.shape:
+    if fitted is not None:
         # The run's classifier is the shared base + this head, and extract_features checked
-        # that the saved base reproduces these features: no base pass is needed here.
+        # that the saved base reproduces these features: no base pass is needed here. The
+        # head's weights are those just saved (tests/test_jobs.py loads the file and compares).
+        fit, head = fitted
         x, _, _ = features.rows(frame, "evaluation")
-        prob = np.asarray(model.predict(x, batch_size=256, verbose=0))[:, 1]
+        prob = head.predict(x, fit.final if params["checkpoint"] == "final" else fit.best)
         how = "head on the stored features of the shared base"
     else:
+        checkpoint = Path(files["model"]).with_name(CHECKPOINT_FILES[params["checkpoint"]])
+        model = keras.models.load_model(checkpoint, compile=False)
         # A fine-tuned or augmented run saved the whole model: it must see the images.
         training = plan["training"]
         images, _ = load_images(inputs["manifest"], list(frame["id"]))

@@ -25,7 +25,7 @@ import tensorflow as tf
 from cxr.architectures import Architecture, check_image_size
 from cxr.errors import ConfigError, DataError
 from cxr.fitting import Stage, fit_and_save, fit_facts, run_fingerprint
-from cxr.heads import TrainSettings, seeded_head
+from cxr.heads import CompiledHead, TrainSettings, seeded_head, write_fit
 from cxr.models import (
     all_layers,
     build_base,
@@ -115,6 +115,12 @@ def _choose_strategy(strategy: str, settings: TrainSettings) -> str:
     if strategy == "cached-features" and needs_images:
         raise ConfigError("cached features need a frozen base without augmentation")
     return "full-model" if strategy == "full-model" or needs_images else "cached-features"
+
+
+def _check_callbacks(chosen: str, callbacks: list | None) -> None:
+    # Keras callbacks run per epoch of model.fit, which the head's traced fit does not call.
+    if callbacks and chosen != "full-model":
+        raise ConfigError("callbacks run in the whole-model route only: pass strategy='full-model'")
 
 
 def _batch_makers(
@@ -211,12 +217,14 @@ def train(
     strategy "auto" runs the frozen base once and fits the head on the cached features when
     nothing changes the base's input or weights (no augmentation, no fine-tuning): the same
     head weights, bit for bit, as fitting the whole model (docs/facts.md), 10-20x faster.
-    "full-model" forces fitting on images (for checks). A killed run resumes from its last
-    epoch when rerun with the same out_dir. `base`: a prepared base (prepare_base) to start
+    "full-model" forces fitting on images (for checks); a killed full-model run resumes from
+    its last epoch when rerun with the same out_dir (a head on cached features is fitted
+    again: cxr.heads). `base`: a prepared base (prepare_base) to start
     from instead of building one; `callbacks`: extra Keras callbacks (tests). The summary
     names the strategy used under "path" (a key of the run's output files).
     """
     chosen = _choose_strategy(strategy, settings)
+    _check_callbacks(chosen, callbacks)
     check_image_size(arch, image_size)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -262,23 +270,35 @@ def train(
         seconds_features = time.perf_counter() - started
         logger.info("base ready for fitting in %.1f s", seconds_features)
 
-        head = seeded_head(base.output_shape[1:], settings)
-        classifier = build_classifier(base, head)
-        model = head if chosen == "cached-features" else classifier
         stages = plan_stages(settings, base)
-        state, resumed_from, seconds_fit = fit_and_save(
-            model,
-            classifier,
-            batches=batches,
-            y_train=y_train,
-            y_val=y_val,
-            batch_size=settings.batch_size,
-            seed=settings.seed,
-            stages=stages,
-            out_dir=out_dir,
-            fingerprint=fingerprint,
-            callbacks=callbacks,
-        )
+        if chosen == "cached-features":
+            # The one route of a head on stored features (cxr.heads), saved inside the
+            # classifier: nothing to resume, a killed run fits the head again.
+            make_x, make_val, _ = batches
+            head = CompiledHead(base.output_shape[1:], settings)
+            fit = head.fit(
+                (make_x(np.arange(len(y_train)), 0, 0), y_train),
+                (make_val(np.arange(len(y_val)), 0, 0), y_val),
+                settings,
+            )
+            write_fit(fit, head.model, build_classifier(base, head.model), out_dir)
+            facts, seconds_fit = fit.facts(stages[-1].end), fit.seconds
+        else:
+            classifier = build_classifier(base, seeded_head(base.output_shape[1:], settings))
+            state, resumed_from, seconds_fit = fit_and_save(
+                classifier,
+                classifier,
+                batches=batches,
+                y_train=y_train,
+                y_val=y_val,
+                batch_size=settings.batch_size,
+                seed=settings.seed,
+                stages=stages,
+                out_dir=out_dir,
+                fingerprint=fingerprint,
+                callbacks=callbacks,
+            )
+            facts = fit_facts(state, resumed_from, stages[-1].end)
     return {
         "architecture": arch.name,
         "path": chosen,
@@ -287,7 +307,7 @@ def train(
         "batchnorm_recalibrated_layers": recalibrated,
         "n_train": len(y_train),
         "n_val": len(y_val),
-        **fit_facts(state, resumed_from, stages[-1].end),
+        **facts,
         "seconds_features": round(seconds_features, 3),
         "seconds_fit": round(seconds_fit, 3),
         "mixed_precision": settings.mixed_precision,

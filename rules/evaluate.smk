@@ -21,6 +21,8 @@ rule evaluate_models:
         evaluation=config["evaluation"],
         external=external_sets(),
         labels=config["labels"],
+        # The protocol whose runs get figures (run_reports), in params.runs order.
+        figures_of=PRIMARY,
     script:
         "../scripts/evaluate_models.py"
 

@@ -137,12 +137,24 @@ def test_evaluation_equals_the_saved_full_model(stage, tmp_path):
         "architecture": "ResNet50", "labels": {"positive": "covid", "negative": "normal"},
         "runs": [{"protocol": "patient", "run": run, "training": TRAINING}],
         "evaluation": {"threshold": 0.5, "bootstrap": 100, "checkpoint": "final"},
+        "figures_of": "patient",
     }  # fmt: skip
     inputs = {k: [outputs[k]] for k in ("predictions", "history", "summary")}
     result = evaluate_models_job(inputs=inputs, outputs=evaluation, params=params)[0]
     assert result["test"]["n"] == (frame["split"] == "test").sum()
     assert result["prediction"] == summary["prediction"]
     assert read_json(evaluation["metrics"][0]) == json.loads(json.dumps(result))
+    for kind in ("roc", "confusion", "curves"):
+        assert Path(evaluation[kind][0]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", kind
+    # A run of a protocol the report does not show gets its metrics and no figures.
+    metrics_only = {"metrics": [str(tmp_path / "other.json")], "roc": [], "confusion": [],
+                    "curves": []}  # fmt: skip
+    other = evaluate_models_job(
+        inputs=inputs, outputs=metrics_only, params={**params, "figures_of": "article"}
+    )[0]
+    assert other == result and not list(tmp_path.glob("other.*.png"))
+    with pytest.raises(ValueError, match="0 'roc' figures for 1 runs of patient"):
+        evaluate_models_job(inputs=inputs, outputs=metrics_only, params=params)
 
 
 def test_runs_fitted_together_equal_runs_fitted_alone(stage):

@@ -256,7 +256,8 @@ def _spread(values: list[float]) -> dict:
 
 # The per-run files of evaluate_models, by output name (one list per name, in params["runs"]
 # order), and the training facts each metrics file repeats.
-EVALUATION_OUTPUTS = ("metrics", "roc", "confusion", "curves")
+# The figures of a run whose protocol the report shows (params["figures_of"]).
+FIGURE_OUTPUTS = ("roc", "confusion", "curves")
 TRAINING_FACTS = (
     "path",
     "n_train",
@@ -275,10 +276,19 @@ def evaluate_models_job(*, inputs: dict, outputs: dict, params: dict) -> list[di
     from cxr.io import read_json, read_table, write_json
 
     runs, evaluation, labels = params["runs"], params["evaluation"], params["labels"]
+    # Figures for the runs of one protocol (the report's), in the order of `runs`.
+    drawn = [i for i, plan in enumerate(runs) if plan["protocol"] == params["figures_of"]]
     for name, paths in [*((k, inputs[k]) for k in ("predictions", "history", "summary")),
-                        *((k, outputs[k]) for k in EVALUATION_OUTPUTS)]:  # fmt: skip
+                        ("metrics", outputs["metrics"])]:  # fmt: skip
         if len(paths) != len(runs):
             raise ValueError(f"{len(paths)} '{name}' files for {len(runs)} runs")
+    for name in FIGURE_OUTPUTS:
+        if len(outputs[name]) != len(drawn):
+            raise ValueError(
+                f"{len(outputs[name])} '{name}' figures for {len(drawn)} runs of "
+                f"{params['figures_of']}"
+            )
+    figures = {i: {name: outputs[name][k] for name in FIGURE_OUTPUTS} for k, i in enumerate(drawn)}
     results = []
     for i, plan in enumerate(runs):
         run = plan["run"]
@@ -308,20 +318,22 @@ def evaluate_models_job(*, inputs: dict, outputs: dict, params: dict) -> list[di
             }
         )
         write_json(outputs["metrics"][i], result)
-        title = f"{params['architecture']}, {plan['protocol']}, {run['name']}"
-        plots.training_curves(pd.read_csv(inputs["history"][i]), title, outputs["curves"][i])
         test = result["test"]
-        plots.roc_curve(
-            {"test": {**result["roc"], "auc": test["roc_auc"]["value"]}},
-            title,
-            outputs["roc"][i],
-        )
-        plots.confusion_matrix(
-            test["confusion_matrix"],
-            (labels["negative"], labels["positive"]),
-            title,
-            outputs["confusion"][i],
-        )
+        if i in figures:
+            title = f"{params['architecture']}, {plan['protocol']}, {run['name']}"
+            history = pd.read_csv(inputs["history"][i])
+            plots.training_curves(history, title, figures[i]["curves"])
+            plots.roc_curve(
+                {"test": {**result["roc"], "auc": test["roc_auc"]["value"]}},
+                title,
+                figures[i]["roc"],
+            )
+            plots.confusion_matrix(
+                test["confusion_matrix"],
+                (labels["negative"], labels["positive"]),
+                title,
+                figures[i]["confusion"],
+            )
         log.info(
             "%s %s: test accuracy %s on %d images",
             plan["protocol"],

@@ -256,7 +256,8 @@ def run_plan(wildcards):
 def run_reports(pattern, figure, category):
     """One run figure per run of the primary protocol (the runs whose figures the report
     shows: REPORT_ARTIFACTS), labelled for Snakemake's report. The other protocols' runs are
-    shown as numbers, so their figures are not drawn (a third of evaluate_models' time)."""
+    shown as numbers, so their figures are not drawn (a third of evaluate_models' time).
+    """
     figures = []
     for name, protocol in {PRIMARY: PROTOCOLS[PRIMARY]}.items():
         for run in protocol.runs():

@@ -189,6 +189,9 @@ def test_snakemakes_report_describes_this_run_and_labels_each_entry(finished, tm
     assert {(lab["architecture"], lab["seed"]) for lab in figures} == {
         ("MobileNet", 0), ("DenseNet121", 0)
     }  # fmt: skip
-    assert {lab["training patients"] for lab in figures} == {"all", "50%", "100%"}
+    # Run figures are drawn for the primary protocol's runs (those the report shows): one
+    # run per architecture here, each with its curves, ROC and confusion matrix.
+    assert {lab["training patients"] for lab in figures} == {"all"}
+    assert sorted(lab["figure"] for lab in figures) == sorted(["curves", "ROC", "confusion"] * 2)
     tables = [lab["protocol"] for lab in labels if lab.get("content") == "test metrics over runs"]
     assert sorted(tables) == ["article", "learning_curve", "no_marks", "patient"]

@@ -23,6 +23,7 @@ from cxr.annotations import (
     box_to_square,
     empty_annotations,
     lung_region_square,
+    mask_lungs,
     mask_to_square,
     read_annotations,
     reason_class,
@@ -494,6 +495,40 @@ def test_the_accounting_of_the_masks_folder_fails_on_a_lost_entry(tmp_path, monk
     monkeypatch.setattr(annotations, "_read_masks", losing)
     with pytest.raises(AssertionError, match="accounting: 2 entries logged, 1 in the log"):
         read_annotations(root, images, ["covid"], 4, max_pixels=MAX_PIXELS)
+
+
+def test_a_mask_of_zeros_and_ones_is_lung_where_one(tmp_path):
+    """A binary mask stored as is (0 and 1) is lung where 1; a mask of any other values keeps
+    the threshold: lung where >= 128, so its 1s are not lung and an all-zero mask is empty."""
+    zero_one = lung_mask(20, 10) // 255
+    mixed = lung_mask(20, 10)
+    mixed[5:, 10:] = 1  # 0, 1 and 255: the 1s are background
+    masks = {
+        "binary_mask.png": zero_one,
+        "lungvae_mask.png": lung_mask(20, 10),
+        "mixed_mask.png": mixed,
+        "faint_mask.png": np.where(lung_mask(20, 10) > 0, 100, 1).astype(np.uint8),
+        "blank_mask.png": np.zeros((10, 20), np.uint8),
+        "ones_mask.png": np.ones((10, 20), np.uint8),
+    }
+    names = [name.removesuffix("_mask.png") for name in masks] + ["bilevel"]
+    images = curated(*[("covid", f"images/{name}.png", 20, 10) for name in names])
+    root = make_root(tmp_path, masks=masks)
+    Image.fromarray(lung_mask(20, 10) > 0).save(root / MASKS_DIR / "bilevel_mask.png")  # mode 1
+    ann = read_annotations(root, images, ["covid"], 4, max_pixels=MAX_PIXELS)
+    check_accounting(ann)
+    assert reasons(ann, MASKS_DIR) == {
+        "blank_mask.png": "empty mask: no pixel >= 128",
+        "faint_mask.png": "empty mask: no pixel >= 128",
+    }
+    corner = np.zeros((4, 4), bool)
+    corner[:2, :2] = True
+    for name in ("binary", "lungvae", "mixed", "bilevel"):
+        assert (ann.masks[f"covid/images/{name}.png"] == corner).all(), name
+    assert ann.masks["covid/images/ones.png"].all()
+    assert (mask_lungs(zero_one) == (lung_mask(20, 10) == 255)).all()
+    assert not mask_lungs(np.zeros((2, 2), np.uint8)).any()
+    assert mask_lungs(np.array([[0, 1, 255]], np.uint8)).tolist() == [[False, False, True]]
 
 
 def test_problems_in_the_severity_file_are_logged_by_line(tmp_path):

@@ -55,7 +55,8 @@ MASK_SUFFIX = "_mask.png"
 MASK_FORMATS = ("PNG",)
 LUNG_CATEGORIES = ("Right Lung", "Left Lung")
 SEVERITY_NAME = "filename"
-# Mask pixels at least this are lung, at the original size and after resizing to the square.
+# Mask pixels at least this are lung, at the original size and after resizing to the square
+# (a mask of only 0 and 1 aside: mask_lungs).
 MASK_THRESHOLD = 128
 
 
@@ -117,6 +118,16 @@ def box_to_square(bbox, width: float, height: float, size: int) -> np.ndarray:
     in_columns = (columns >= x) & (columns <= x + w)
     in_rows = (rows >= y) & (rows <= y + h)
     return in_rows[:, None] & in_columns[None, :]
+
+
+def mask_lungs(pixels: np.ndarray) -> np.ndarray:
+    """Bool: the lung pixels of an 8-bit mask. A mask of only 0 and 1 (a binary mask stored as
+    is) is lung where 1; any other, lung where >= MASK_THRESHOLD (lungVAE's 0 and 255), so an
+    all-zero mask has none."""
+    pixels = np.asarray(pixels)
+    if pixels.size and pixels.max() == 1:
+        return pixels == 1
+    return pixels >= MASK_THRESHOLD
 
 
 def mask_to_square(mask: np.ndarray, size: int) -> np.ndarray:
@@ -602,12 +613,12 @@ def _mask_problem(
 
 
 def _load_mask(path: Path, max_pixels: int) -> tuple[str, np.ndarray | None]:
-    """(mode, bool pixels >= 128) of an 8-bit grayscale PNG; pixels None for another mode.
-    Raises ImageRejected for a file that is no readable PNG (decode_image)."""
+    """(mode, bool lung pixels: mask_lungs) of an 8-bit grayscale PNG; pixels None for another
+    mode. Raises ImageRejected for a file that is no readable PNG (decode_image)."""
     with decode_image(path, formats=MASK_FORMATS, max_pixels=max_pixels) as image:
         if image.mode not in ("L", "1"):
             return image.mode, None
-        return image.mode, np.asarray(image.convert("L")) >= MASK_THRESHOLD
+        return image.mode, mask_lungs(np.asarray(image.convert("L")))
 
 
 # --- severity scores (CSV) --------------------------------------------------------------------

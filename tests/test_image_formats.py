@@ -1,11 +1,14 @@
 """Every image file the workflow decodes goes through cxr.images.decode_image: the formats of
 its use only (a document named like an image is refused by name and never reaches an
 interpreter; every X-ray format still loads), a size checked from the header, and only a
-regular file itself (no folder, FIFO or link)."""
+regular file itself (no folder, FIFO or link). Without and with a Ghostscript installed, no
+reader starts it, and a PostScript loop comes back as a rejection within seconds."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import time
 
 import numpy as np
@@ -15,8 +18,10 @@ from PIL import Image
 from cxr.images import IMAGE_FORMATS, ImageRejected, decode_image, load_image
 from hostile_files import (
     ENDLESS_POSTSCRIPT,
+    fake_gs,
     no_ghostscript,  # noqa: F401 (a fixture, used through pytestmark)
     png_header,
+    run_python,
     write_truncated_png,
 )
 
@@ -111,3 +116,117 @@ def test_each_hostile_file_is_refused_with_its_reason(tmp_path, make, reason, de
     assert time.monotonic() - started < 5
     assert caught.value.reason == reason
     assert caught.value.detail.endswith(detail), caught.value.detail
+
+
+# The readers, in a fresh Python with the PATH a test gives: for each document named in
+# sys.argv[2:] (DOCUMENTS), a source image and a lung mask named like PNGs and holding its bytes
+# (from sys.argv[1]/<name>). Prints each image's rejection and mask folder's log as JSON. For
+# "allow-list only", the refusal by leading bytes is switched off, to show that the formats
+# allowed keep the EPS plugin from ever seeing the file on their own.
+READERS = """
+import json, sys
+from pathlib import Path
+import pandas as pd
+import cxr.images
+from cxr.annotations import MASKS_DIR, read_annotations
+from cxr.images import ImageRejected, load_image
+
+magic = dict(cxr.images._DOCUMENT_MAGIC)
+images = pd.DataFrame([{"id": "covid/images/chest.png", "source": "covid", "patient": "1",
+                        "file": "images/chest.png", "width": 64, "height": 64}])
+out = {}
+for name in sys.argv[2:]:
+    data = (Path(sys.argv[1]) / name).read_bytes()
+    folder = Path(sys.argv[1]) / f"{name}.collection"
+    (folder / MASKS_DIR).mkdir(parents=True)
+    (folder / "chest.png").write_bytes(data)
+    (folder / MASKS_DIR / "chest_mask.png").write_bytes(data)
+    cxr.images._DOCUMENT_MAGIC.clear()
+    if name != "allow-list only":
+        cxr.images._DOCUMENT_MAGIC.update(magic)
+    try:
+        load_image(folder / "chest.png", max_pixels=10**7)
+        image = None
+    except ImageRejected as exc:
+        image = [exc.reason, exc.detail]
+    found = read_annotations(folder, images, ["covid"], 8, max_pixels=10**7)
+    masks = found.summary["files"]["masks"]
+    out[name] = {"image": image, "masks": [masks["used"], masks["logged"]],
+                 "log": found.exclusions[["entry", "reason"]].values.tolist()}
+print(json.dumps(out))
+"""
+
+# Pillow as the workflow called it before decode_image: every plugin tried, the EPS one
+# included, which loads through Ghostscript.
+PLAIN_OPEN = """
+import sys
+from PIL import Image
+Image.open(sys.argv[1]).load()
+"""
+
+# name -> (bytes, how the refusal names the document, or None where the allow-list refuses)
+DOCUMENTS = {
+    "postscript": (ENDLESS_POSTSCRIPT, "PostScript document, never opened"),
+    "eps-binary": (
+        b"\xc5\xd0\xd3\xc6" + b"\x00" * 28 + ENDLESS_POSTSCRIPT,
+        "EPS (binary header) document, never opened",
+    ),
+    "allow-list only": (ENDLESS_POSTSCRIPT, None),
+}
+
+
+def run_readers(tmp_path, names: list[str], **kwargs) -> tuple[dict, float]:
+    """What READERS found for each document, and the seconds they took, start-up included."""
+    for name in names:
+        (tmp_path / name).write_bytes(DOCUMENTS[name][0])
+    started = time.monotonic()
+    result = run_python(READERS, str(tmp_path), *names, **kwargs)
+    seconds = time.monotonic() - started
+    assert result is not None, "the readers did not finish"
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout), seconds
+
+
+def assert_refused(found: dict, name: str) -> None:
+    said = DOCUMENTS[name][1]
+    image = said or f"not one of {', '.join(IMAGE_FORMATS)}"
+    assert found["image"] == ["not an image", f"chest.png: {image}"]
+    assert found["masks"] == [0, 1]
+    assert found["log"] == [
+        [
+            "chest_mask.png",
+            f"not an image: chest_mask.png: {said or 'not one of PNG'}; replace it with the "
+            "collection's mask or remove it",
+        ]
+    ]
+
+
+def test_the_fake_gs_sees_a_call_to_ghostscript(tmp_path):
+    """The control of the next test: Pillow's plain open of a PostScript file starts the `gs`
+    first on PATH, and the stand-in's marker says so."""
+    marker = fake_gs(tmp_path / "bin")
+    (tmp_path / "x.png").write_bytes(ENDLESS_POSTSCRIPT)
+    result = run_python(PLAIN_OPEN, str(tmp_path / "x.png"), timeout=60, path_first=marker.parent)
+    assert result is not None and result.returncode != 0
+    assert marker.exists()
+
+
+def test_no_reader_starts_ghostscript(tmp_path):
+    marker = fake_gs(tmp_path / "bin")
+    found, _ = run_readers(tmp_path, list(DOCUMENTS), timeout=60, path_first=marker.parent)
+    for name in DOCUMENTS:
+        assert_refused(found[name], name)
+    assert not marker.exists(), "a reader started gs"
+
+
+@pytest.mark.skipif(shutil.which("gs") is None, reason="Ghostscript not installed")
+def test_with_ghostscript_installed_a_postscript_loop_is_refused_within_seconds(tmp_path):
+    """The real `gs`: Pillow's plain open runs the loop and never returns (the control, killed
+    after 2 s with the gs it started); both readers refuse the file at once."""
+    (tmp_path / "x.png").write_bytes(ENDLESS_POSTSCRIPT)
+    assert run_python(PLAIN_OPEN, str(tmp_path / "x.png"), timeout=2) is None
+    names = ["postscript", "allow-list only"]
+    found, seconds = run_readers(tmp_path, names, timeout=30)
+    for name in names:
+        assert_refused(found[name], name)
+    assert seconds < 15  # a fresh Python importing pandas; the readers take milliseconds

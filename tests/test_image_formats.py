@@ -18,6 +18,7 @@ from PIL import Image
 from cxr.images import IMAGE_FORMATS, ImageRejected, decode_image, load_image
 from hostile_files import (
     ENDLESS_POSTSCRIPT,
+    REPO,
     fake_gs,
     no_ghostscript,  # noqa: F401 (a fixture, used through pytestmark)
     png_header,
@@ -64,6 +65,15 @@ def test_every_allowed_format_loads(tmp_path, fmt):
     Image.fromarray(pixels).save(path, format=fmt)
     loaded, info = load_image(path, max_pixels=10**7)
     assert loaded.shape == (40, 48) and info.format == fmt
+
+
+def test_every_reason_decode_image_gives_is_in_the_bad_data_page():
+    """The reasons its docstring lists (each test here raises one) are the page's rows."""
+    listed = decode_image.__doc__.split("Raises ImageRejected with one of:")[1]
+    reasons = [" ".join(r.split()) for r in listed.rstrip(". \n").split(",")]
+    assert len(reasons) == 9 and "too many pixels" in reasons, reasons
+    page = (REPO / "docs" / "bad-data.md").read_text(encoding="utf-8")
+    assert [r for r in reasons if f"`{r}`" not in page] == []
 
 
 def test_decode_image_opens_no_format_it_has_not_vetted(tmp_path):

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests need: a single-node SLURM cluster (tests/test_slurm.py),
 # headless Chromium with a font (report screenshots), git and make (the clean-room check's
-# `make release`). Idempotent: installs only what is
-# missing, so a second run does nothing.
+# `make release`), and Ghostscript (tests/test_image_formats.py: with a real `gs` installed,
+# no image reader may start it). Idempotent: installs only what is missing, so a second run
+# does nothing.
 set -euo pipefail
 
-packages=(slurmctld slurmd slurm-client munge chromium fonts-dejavu-core git make)
+packages=(slurmctld slurmd slurm-client munge chromium fonts-dejavu-core git make ghostscript)
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -105,6 +105,7 @@ rule curate_annotations:
     params:
         annotations=DATASET.get("annotations"),
         image_size=config["shards"]["image_size"],
+        max_pixels=config["curation"]["max_pixels"],
     script:
         "../scripts/curate_annotations.py"
 

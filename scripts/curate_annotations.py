@@ -19,6 +19,7 @@ def main(*, inputs: dict, outputs: dict, params: dict) -> None:
             read_table(inputs["images"]),
             settings["applies_to"],
             params["image_size"],
+            max_pixels=params["max_pixels"],
         )
     write_annotations(
         found,

@@ -5,6 +5,7 @@ and masks onto the shards' square, and the written outputs."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -22,15 +23,23 @@ from cxr.annotations import (
     box_to_square,
     empty_annotations,
     lung_region_square,
+    mask_lungs,
     mask_to_square,
     read_annotations,
     reason_class,
     write_annotations,
 )
 from cxr.errors import ConfigError, DataError
+from hostile_files import (
+    ENDLESS_POSTSCRIPT,
+    no_ghostscript,  # noqa: F401 (a fixture)
+    png_header,
+    write_truncated_png,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "formats" / "ieee8023-annotations"
 CATEGORIES = [{"id": 1, "name": "Right Lung"}, {"id": 2, "name": "Left Lung"}]
+MAX_PIXELS = 1_000_000  # curation.max_pixels, as the rule passes it
 SEVERITY_HEADER = (
     "## Severity scores (made up),,\n## geographic 0-8, opacity 0-6,,\n"
     "filename,geographic_mean,opacity_mean\n"
@@ -127,7 +136,7 @@ EXAMPLE_IMAGES = curated(
 
 
 def test_examples_give_box_regions_and_scores(examples):
-    ann = read_annotations(examples, EXAMPLE_IMAGES, ["covid"], 8)
+    ann = read_annotations(examples, EXAMPLE_IMAGES, ["covid"], 8, max_pixels=MAX_PIXELS)
     check_accounting(ann)
     table = ann.table.set_index("file_name")
     assert list(table.index) == ["example-case-1-PA.jpeg", "example-case-2.png"]  # images' order
@@ -179,7 +188,7 @@ def test_a_usable_mask_wins_over_boxes(tmp_path):
         ),
         masks={"a_mask.png": lung_mask(20, 10)},
     )
-    ann = read_annotations(root, images, ["covid"], 4)
+    ann = read_annotations(root, images, ["covid"], 4, max_pixels=MAX_PIXELS)
     check_accounting(ann)
     row = ann.table.iloc[0]
     assert (row["region"], row["boxes"], row["lung_area"]) == ("mask", 1, 4 / 16)
@@ -273,7 +282,7 @@ def test_problems_in_the_boxes_file_are_logged_entry_by_entry(tmp_path):
         {"id": 14, **good, "bbox": [0, 0, 1, 1]},  # covers no pixel centre at size 4
     ]
     root = make_root(tmp_path, boxes=coco(entries, annotations))
-    ann = read_annotations(root, images, ["covid"], 4)
+    ann = read_annotations(root, images, ["covid"], 4, max_pixels=MAX_PIXELS)
     check_accounting(ann)
     logged = reasons(ann, BOXES_FILE)
     assert {entry: reason_class(r) for entry, r in logged.items()} == {
@@ -339,7 +348,9 @@ def test_images_entries_sharing_an_id_are_both_logged(tmp_path):
         {"id": 1, "file_name": "b.png", "width": 10, "height": 10},
     ]
     box = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5]}]
-    ann = read_annotations(make_root(tmp_path, boxes=coco(entries, box)), images, ["covid"], 4)
+    ann = read_annotations(
+        make_root(tmp_path, boxes=coco(entries, box)), images, ["covid"], 4, max_pixels=MAX_PIXELS
+    )
     check_accounting(ann)
     assert reasons(ann, BOXES_FILE) == {
         "images[0]": "malformed: id 1 also in images[1]",
@@ -365,7 +376,9 @@ def test_problems_with_mask_files_are_logged(tmp_path):
         "stranger_mask.png": lung_mask(20, 10),
         "good.png": lung_mask(20, 10),
     }
-    ann = read_annotations(make_root(tmp_path, masks=masks), images, ["covid"], 4)
+    ann = read_annotations(
+        make_root(tmp_path, masks=masks), images, ["covid"], 4, max_pixels=MAX_PIXELS
+    )
     check_accounting(ann)
     assert reasons(ann, MASKS_DIR) == {
         "blank_mask.png": "empty mask: no pixel >= 128",
@@ -394,6 +407,130 @@ def test_problems_with_mask_files_are_logged(tmp_path):
     }
 
 
+REPLACE = "; replace it with the collection's mask or remove it"
+
+
+@pytest.mark.usefixtures("no_ghostscript")
+def test_a_mask_file_that_cannot_be_read_is_one_logged_entry(tmp_path):
+    """Under curated images' mask names, every kind of file no PNG reader should decode: each
+    is logged with its reason (in annotations/exclusions.csv) and the good mask is used."""
+    kinds = ["good", "text", "signature", "truncated", "zero", "bomb", "jpeg", "postscript",
+             "pdf", "folder", "fifo", "link", "inner-link"]  # fmt: skip
+    images = curated(*[("covid", f"images/{kind}.png", 64, 48) for kind in kinds])
+    root = make_root(tmp_path, masks={"good_mask.png": lung_mask(64, 48)})
+    folder = root / MASKS_DIR
+    (folder / "text_mask.png").write_bytes(b"not a png at all")
+    (folder / "signature_mask.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    write_truncated_png(folder / "truncated_mask.png")
+    (folder / "zero_mask.png").write_bytes(b"")
+    (folder / "bomb_mask.png").write_bytes(png_header(100_000, 100_000))
+    Image.fromarray(lung_mask(64, 48)).save(folder / "jpeg_mask.png", format="JPEG")
+    (folder / "postscript_mask.png").write_bytes(ENDLESS_POSTSCRIPT)
+    (folder / "pdf_mask.png").write_bytes(b"%PDF-1.7\n1 0 obj\n<< >>\nendobj\n")
+    (folder / "folder_mask.png").mkdir()
+    os.mkfifo(folder / "fifo_mask.png")
+    (folder / "link_mask.png").symlink_to("/etc/passwd")
+    (folder / "inner-link_mask.png").symlink_to("good_mask.png")
+    ann = read_annotations(root, images, ["covid"], 4, max_pixels=MAX_PIXELS)
+    check_accounting(ann)
+    logged = reasons(ann, MASKS_DIR)
+    assert all(reason.endswith(REPLACE) for reason in logged.values()), logged
+    assert {entry: reason.removesuffix(REPLACE) for entry, reason in logged.items()} == {
+        "text_mask.png": "not an image: text_mask.png: not one of PNG",
+        "signature_mask.png": "undecodable: signature_mask.png: Truncated File Read",
+        "truncated_mask.png": "undecodable: truncated_mask.png: image file is truncated",
+        "zero_mask.png": "empty file: zero_mask.png",
+        "bomb_mask.png": "too many pixels: 100000x100000 > limit 1000000 (bomb_mask.png)",
+        "jpeg_mask.png": "not an image: jpeg_mask.png: not one of PNG",
+        "postscript_mask.png": "not an image: postscript_mask.png: PostScript document, "
+        "never opened",
+        "pdf_mask.png": "not an image: pdf_mask.png: PDF document, never opened",
+        "folder_mask.png": "not a regular file: folder_mask.png",
+        "fifo_mask.png": "not a regular file: fifo_mask.png",
+        "link_mask.png": "not a regular file: link_mask.png: a symbolic link, not followed",
+        "inner-link_mask.png": "not a regular file: inner-link_mask.png: a symbolic link, "
+        "not followed",
+    }
+    assert ann.summary["files"]["masks"] == {
+        "path": MASKS_DIR,
+        "present": True,
+        "total": 13,
+        "used": 1,
+        "logged": 12,
+    }
+    assert ann.summary["reasons"] == {
+        "empty file": 1,
+        "not a regular file": 4,
+        "not an image": 4,
+        "too many pixels": 1,
+        "undecodable": 2,
+    }
+    assert ann.table[["file_name", "region"]].values.tolist() == [["good.png", "mask"]]
+    out = tmp_path / "out"
+    write_annotations(
+        ann,
+        table_path=out / "images.csv",
+        masks_path=out / "lungs.npz",
+        exclusions_path=out / "exclusions.csv",
+        summary_path=out / "summary.json",
+    )
+    written = pd.read_csv(out / "exclusions.csv", dtype=str, keep_default_na=False)
+    assert dict(zip(written["entry"], written["reason"], strict=True)) == logged
+
+
+def test_the_accounting_of_the_masks_folder_fails_on_a_lost_entry(tmp_path, monkeypatch):
+    """A mask reader that counted an entry as logged but left it out of the log is a bug, and
+    the run stops on it: the check is not one that always passes."""
+    from cxr import annotations
+
+    images = curated(("covid", "images/a.png", 4, 4))
+    root = make_root(tmp_path, masks={"a_mask.png": b"", "b.png": b"x"})
+    read = annotations._read_masks
+
+    def losing(*args):
+        part = read(*args)
+        part.logged.pop()
+        return part
+
+    monkeypatch.setattr(annotations, "_read_masks", losing)
+    with pytest.raises(AssertionError, match="accounting: 2 entries logged, 1 in the log"):
+        read_annotations(root, images, ["covid"], 4, max_pixels=MAX_PIXELS)
+
+
+def test_a_mask_of_zeros_and_ones_is_lung_where_one(tmp_path):
+    """A binary mask stored as is (0 and 1) is lung where 1; a mask of any other values keeps
+    the threshold: lung where >= 128, so its 1s are not lung and an all-zero mask is empty."""
+    zero_one = lung_mask(20, 10) // 255
+    mixed = lung_mask(20, 10)
+    mixed[5:, 10:] = 1  # 0, 1 and 255: the 1s are background
+    masks = {
+        "binary_mask.png": zero_one,
+        "lungvae_mask.png": lung_mask(20, 10),
+        "mixed_mask.png": mixed,
+        "faint_mask.png": np.where(lung_mask(20, 10) > 0, 100, 1).astype(np.uint8),
+        "blank_mask.png": np.zeros((10, 20), np.uint8),
+        "ones_mask.png": np.ones((10, 20), np.uint8),
+    }
+    names = [name.removesuffix("_mask.png") for name in masks] + ["bilevel"]
+    images = curated(*[("covid", f"images/{name}.png", 20, 10) for name in names])
+    root = make_root(tmp_path, masks=masks)
+    Image.fromarray(lung_mask(20, 10) > 0).save(root / MASKS_DIR / "bilevel_mask.png")  # mode 1
+    ann = read_annotations(root, images, ["covid"], 4, max_pixels=MAX_PIXELS)
+    check_accounting(ann)
+    assert reasons(ann, MASKS_DIR) == {
+        "blank_mask.png": "empty mask: no pixel >= 128",
+        "faint_mask.png": "empty mask: no pixel >= 128",
+    }
+    corner = np.zeros((4, 4), bool)
+    corner[:2, :2] = True
+    for name in ("binary", "lungvae", "mixed", "bilevel"):
+        assert (ann.masks[f"covid/images/{name}.png"] == corner).all(), name
+    assert ann.masks["covid/images/ones.png"].all()
+    assert (mask_lungs(zero_one) == (lung_mask(20, 10) == 255)).all()
+    assert not mask_lungs(np.zeros((2, 2), np.uint8)).any()
+    assert mask_lungs(np.array([[0, 1, 255]], np.uint8)).tolist() == [[False, False, True]]
+
+
 def test_problems_in_the_severity_file_are_logged_by_line(tmp_path):
     images = curated(
         ("covid", "images/a.png", 10, 10),
@@ -414,7 +551,9 @@ def test_problems_in_the_severity_file_are_logged_by_line(tmp_path):
         "## a late comment,,\n"  # line 13: skipped
         "g.png,1,1,5\n"  # line 14: a value beyond the header's columns
     )
-    ann = read_annotations(make_root(tmp_path, severity=text), images, ["covid"], 4)
+    ann = read_annotations(
+        make_root(tmp_path, severity=text), images, ["covid"], 4, max_pixels=MAX_PIXELS
+    )
     check_accounting(ann)
     assert reasons(ann, SEVERITY_FILE) == {
         "line 6": "named twice: 'c.png' also on line 8; neither is used",
@@ -463,7 +602,7 @@ def test_a_file_name_in_two_sources_applies_to_both(tmp_path):
         masks={"a_mask.png": lung_mask(20, 10)},
         severity=SEVERITY_HEADER + "a.png,4,3\n",
     )
-    ann = read_annotations(root, images, ["covid", "covid_later"], 4)
+    ann = read_annotations(root, images, ["covid", "covid_later"], 4, max_pixels=MAX_PIXELS)
     check_accounting(ann)
     assert list(ann.table["id"]) == ["covid/images/a.png", "covid_later/images/a.png"]
     assert list(ann.table["region"]) == ["mask", "mask"]
@@ -479,7 +618,7 @@ def test_a_file_name_in_two_sources_applies_to_both(tmp_path):
 def test_an_entry_used_for_one_source_only_is_used_and_warned_about(tmp_path, caplog):
     images = curated(("covid", "images/a.png", 20, 10), ("covid_later", "images/a.png", 40, 20))
     root = make_root(tmp_path, masks={"a_mask.png": lung_mask(20, 10)})
-    ann = read_annotations(root, images, ["covid", "covid_later"], 4)
+    ann = read_annotations(root, images, ["covid", "covid_later"], 4, max_pixels=MAX_PIXELS)
     check_accounting(ann)
     assert list(ann.masks) == ["covid/images/a.png"] and ann.exclusions.empty
     assert "used for covid/images/a.png but not for covid_later/images/a.png" in caplog.text
@@ -489,7 +628,9 @@ def test_an_entry_used_for_one_source_only_is_used_and_warned_about(tmp_path, ca
 
 
 def test_absent_files_are_recorded_as_absent(tmp_path):
-    ann = read_annotations(make_root(tmp_path), curated(("covid", "a.png", 4, 4)), ["covid"], 4)
+    ann = read_annotations(
+        make_root(tmp_path), curated(("covid", "a.png", 4, 4)), ["covid"], 4, max_pixels=MAX_PIXELS
+    )
     check_accounting(ann)
     files = ann.summary["files"]
     assert [files[k]["present"] for k in ("boxes", "masks", "severity")] == [False] * 3
@@ -509,22 +650,10 @@ def test_absent_files_are_recorded_as_absent(tmp_path):
 def test_an_unreadable_boxes_file_is_a_data_error(tmp_path, boxes, message):
     root = make_root(tmp_path, boxes=boxes)
     with pytest.raises(DataError, match=message) as error:
-        read_annotations(root, curated(("covid", "a.png", 4, 4)), ["covid"], 4)
+        read_annotations(
+            root, curated(("covid", "a.png", 4, 4)), ["covid"], 4, max_pixels=MAX_PIXELS
+        )
     assert "imageannotation_ai_lung_bounding_boxes.json" in str(error.value)
-
-
-@pytest.mark.parametrize("data", [b"not a png at all", b"\x89PNG\r\n\x1a\n truncated"])
-def test_an_unreadable_mask_is_a_data_error(tmp_path, data):
-    root = make_root(tmp_path, masks={"a_mask.png": data})
-    with pytest.raises(DataError, match="a_mask.png: not a readable PNG"):
-        read_annotations(root, curated(("covid", "images/a.png", 4, 4)), ["covid"], 4)
-
-
-def test_a_mask_in_another_format_is_a_data_error(tmp_path):
-    root = make_root(tmp_path, masks={})
-    Image.fromarray(lung_mask(4, 4)).save(root / MASKS_DIR / "a_mask.png", format="JPEG")
-    with pytest.raises(DataError, match="a_mask.png: a JPEG file, not a PNG"):
-        read_annotations(root, curated(("covid", "images/a.png", 4, 4)), ["covid"], 4)
 
 
 @pytest.mark.parametrize(
@@ -538,16 +667,18 @@ def test_a_mask_in_another_format_is_a_data_error(tmp_path):
 def test_a_severity_file_without_the_expected_header_is_a_data_error(tmp_path, text, message):
     root = make_root(tmp_path, severity=text)
     with pytest.raises(DataError, match=message) as error:
-        read_annotations(root, curated(("covid", "a.png", 4, 4)), ["covid"], 4)
+        read_annotations(
+            root, curated(("covid", "a.png", 4, 4)), ["covid"], 4, max_pixels=MAX_PIXELS
+        )
     assert "covid-severity-scores.csv" in str(error.value)
 
 
 def test_a_root_without_annotations_is_a_config_error(tmp_path):
     images = curated(("covid", "a.png", 4, 4))
     with pytest.raises(ConfigError, match="annotations.root .*missing.* does not exist"):
-        read_annotations(tmp_path / "missing", images, ["covid"], 4)
+        read_annotations(tmp_path / "missing", images, ["covid"], 4, max_pixels=MAX_PIXELS)
     with pytest.raises(ConfigError, match="annotations.root .* has no annotations/ folder"):
-        read_annotations(tmp_path, images, ["covid"], 4)
+        read_annotations(tmp_path, images, ["covid"], 4, max_pixels=MAX_PIXELS)
 
 
 # --- no annotations, and the written files ----------------------------------------------------
@@ -567,7 +698,7 @@ def test_empty_annotations_have_the_columns_and_zero_counts():
 
 
 def test_written_outputs_read_back_and_are_byte_stable(examples, tmp_path):
-    ann = read_annotations(examples, EXAMPLE_IMAGES, ["covid"], 8)
+    ann = read_annotations(examples, EXAMPLE_IMAGES, ["covid"], 8, max_pixels=MAX_PIXELS)
     paths = {}
     for run in ("one", "two"):
         out = tmp_path / run
@@ -577,7 +708,7 @@ def test_written_outputs_read_back_and_are_byte_stable(examples, tmp_path):
             "exclusions_path": out / "exclusions.csv",
             "summary_path": out / "summary.json",
         }
-        again = read_annotations(examples, EXAMPLE_IMAGES, ["covid"], 8)
+        again = read_annotations(examples, EXAMPLE_IMAGES, ["covid"], 8, max_pixels=MAX_PIXELS)
         write_annotations(again, **paths[run])
     for key, path in paths["one"].items():
         assert path.read_bytes() == paths["two"][key].read_bytes(), key

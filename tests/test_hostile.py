@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import unicodedata
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ from conftest import REPO, curation_rules
 from cxr.config import load
 from cxr.curate import curate
 from cxr.errors import ConfigError, DataError
+from cxr.images import ImageRejected, load_image
 from cxr.io import write_csv
 from workflow import run_workflow
 
@@ -431,6 +433,21 @@ def test_a_folder_column_linking_outside_the_root_lists_and_reads_nothing_there(
         "linked": "path outside data root",  # the link itself, never walked into
     }
     assert not exclusions["file"].str.contains("secret").any()
+
+
+def test_a_row_naming_a_link_inside_the_root_is_read_as_its_target(tmp_path):
+    """Curation follows a link that stays inside the root and records the file it decoded as
+    the image's `path`, so every later job (whose opener refuses links) reads that file."""
+    spec = covid_source(tmp_path / "covid", [row(1, "to-a.png")], images=["a.png"])
+    (tmp_path / "covid/images/to-a.png").symlink_to("a.png")
+    images, exclusions = curate_covid(tmp_path, spec)
+    assert images["file"].tolist() == ["images/to-a.png"]
+    path = Path(images["path"].iloc[0])
+    assert path == tmp_path / "covid/images/a.png"
+    assert load_image(path, max_pixels=10**7)[1].pixel_sha256 == images["sha256"].iloc[0]
+    with pytest.raises(ImageRejected, match="a symbolic link, not followed"):
+        load_image(tmp_path / "covid/images/to-a.png", max_pixels=10**7)
+    assert by_file(exclusions) == {"images/a.png": "no metadata row"}
 
 
 def test_a_metadata_name_matches_its_file_once_normalised(tmp_path):

@@ -2,7 +2,9 @@
 curation: lung boxes (COCO JSON), lungVAE lung masks (PNG) and severity scores (CSV), matched to
 the curated images by file name. Each image's lung region is mapped onto the square the shards
 resize it to. Every entry of every file is either used or logged with a reason (per file,
-used + logged = total); a file that cannot be read as a whole raises DataError.
+used + logged = total): a mask file is an entry of its folder, so one that cannot be read is
+logged like any other; a file that cannot be read as a whole (the COCO JSON, the severity CSV)
+raises DataError.
 
 The validation is written by hand, not with a JSON schema or a CSV schema library: those stop
 at the first error (or report errors apart from the entries), while curation must log every bad
@@ -15,8 +17,6 @@ import io
 import json
 import logging
 import math
-import warnings
-import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from cxr.errors import ConfigError, DataError
+from cxr.images import ImageRejected, decode_image
 from cxr.io import write_csv, write_json
 from cxr.saliency import write_arrays
 from cxr.shards import resize_square
@@ -51,9 +51,12 @@ TABLE_COLUMNS = [
 EXCLUSION_COLUMNS = ["file", "entry", "file_name", "reason"]
 
 MASK_SUFFIX = "_mask.png"
+# lungVAE writes PNG; no other format is opened, whatever the file's name.
+MASK_FORMATS = ("PNG",)
 LUNG_CATEGORIES = ("Right Lung", "Left Lung")
 SEVERITY_NAME = "filename"
-# Mask pixels at least this are lung, at the original size and after resizing to the square.
+# Mask pixels at least this are lung, at the original size and after resizing to the square
+# (a mask of only 0 and 1 aside: mask_lungs).
 MASK_THRESHOLD = 128
 
 
@@ -117,6 +120,16 @@ def box_to_square(bbox, width: float, height: float, size: int) -> np.ndarray:
     return in_rows[:, None] & in_columns[None, :]
 
 
+def mask_lungs(pixels: np.ndarray) -> np.ndarray:
+    """Bool: the lung pixels of an 8-bit mask. A mask of only 0 and 1 (a binary mask stored as
+    is) is lung where 1; any other, lung where >= MASK_THRESHOLD (lungVAE's 0 and 255), so an
+    all-zero mask has none."""
+    pixels = np.asarray(pixels)
+    if pixels.size and pixels.max() == 1:
+        return pixels == 1
+    return pixels >= MASK_THRESHOLD
+
+
 def mask_to_square(mask: np.ndarray, size: int) -> np.ndarray:
     """Bool [size, size]: a mask (bool, or 8-bit 0/255) resized as the shards resize its image
     (cxr.shards.resize_square: PIL BILINEAR, aspect ignored), then >= 128, so a square pixel is
@@ -139,10 +152,11 @@ def lung_region_square(
 
 
 def read_annotations(
-    root: str | Path, images: pd.DataFrame, applies_to: list[str], size: int
+    root: str | Path, images: pd.DataFrame, applies_to: list[str], size: int, *, max_pixels: int
 ) -> Annotations:
     """Match the annotation files under `root` (the collection's root) to the curated `images`
-    of the `applies_to` sources; each region is mapped to the size x size square."""
+    of the `applies_to` sources; each region is mapped to the size x size square. `max_pixels`
+    (curation.max_pixels) bounds a mask's declared size, as it bounds an image's."""
     root = Path(root)
     if not root.is_dir():
         raise ConfigError(
@@ -173,7 +187,7 @@ def read_annotations(
         "severity": severity_path.is_file(),
     }
     boxes = _read_boxes(boxes_path, by_name, size) if present["boxes"] else _absent_boxes()
-    masks = _read_masks(masks_path, by_stem, size) if present["masks"] else _absent()
+    masks = _read_masks(masks_path, by_stem, size, max_pixels) if present["masks"] else _absent()
     severity = _read_severity(severity_path, by_name) if present["severity"] else _absent()
 
     table_rows, squares = [], {}
@@ -547,13 +561,16 @@ def _number(value) -> float | None:
 # --- masks (PNG) ------------------------------------------------------------------------------
 
 
-def _read_masks(folder: Path, by_stem: dict[str, list[_Image]], size: int) -> _Part:
-    """Each curated image's usable mask as a square, and the logged mask files."""
+def _read_masks(
+    folder: Path, by_stem: dict[str, list[_Image]], size: int, max_pixels: int
+) -> _Part:
+    """Each curated image's usable mask as a square, and the logged mask files: every entry of
+    the folder (a file that cannot be read, a folder, a link) is one or the other."""
     part = _Part()
     paths = sorted(folder.iterdir(), key=lambda p: p.name)
     for path in paths:
         name = path.name
-        reason, used = _mask_problem(path, by_stem, size)
+        reason, used = _mask_problem(path, by_stem, size, max_pixels)
         if reason:
             part.logged.append(_logged(MASKS_DIR, name, name, reason))
             continue
@@ -565,7 +582,7 @@ def _read_masks(folder: Path, by_stem: dict[str, list[_Image]], size: int) -> _P
 
 
 def _mask_problem(
-    path: Path, by_stem: dict[str, list[_Image]], size: int
+    path: Path, by_stem: dict[str, list[_Image]], size: int, max_pixels: int
 ) -> tuple[str, tuple[np.ndarray, list[_Image]] | None]:
     """(reason to log the mask file, None), or ("", (its square, the images it is used for))."""
     name = path.name
@@ -575,7 +592,11 @@ def _mask_problem(
     matches = by_stem.get(stem, [])
     if not matches:
         return f"no curated image: no curated image's file is named {stem!r} + extension", None
-    mode, pixels = _load_mask(path)
+    try:
+        mode, pixels = _load_mask(path, max_pixels)
+    except ImageRejected as exc:
+        detail = exc.detail.replace(str(path), name)
+        return f"{exc.reason}: {detail}; replace it with the collection's mask or remove it", None
     if pixels is None:
         return f"malformed: mode {mode}, not 8-bit grayscale", None
     if not pixels.any():
@@ -591,26 +612,13 @@ def _mask_problem(
     return "", (square, fits)
 
 
-def _load_mask(path: Path) -> tuple[str, np.ndarray | None]:
-    """(mode, bool pixels >= 128) of an 8-bit grayscale PNG; pixels None for another mode."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                image.load()
-                if image.format != "PNG":
-                    raise DataError(
-                        f"{path}: a {image.format} file, not a PNG; replace it with the "
-                        "collection's mask"
-                    )
-                if image.mode not in ("L", "1"):
-                    return image.mode, None
-                return image.mode, np.asarray(image.convert("L")) >= MASK_THRESHOLD
-    except (OSError, SyntaxError, ValueError, zlib.error, Image.DecompressionBombError) as exc:
-        raise DataError(
-            f"{path}: not a readable PNG ({type(exc).__name__}: {exc}); replace it with the "
-            "collection's mask or remove it"
-        ) from exc
+def _load_mask(path: Path, max_pixels: int) -> tuple[str, np.ndarray | None]:
+    """(mode, bool lung pixels: mask_lungs) of an 8-bit grayscale PNG; pixels None for another
+    mode. Raises ImageRejected for a file that is no readable PNG (decode_image)."""
+    with decode_image(path, formats=MASK_FORMATS, max_pixels=max_pixels) as image:
+        if image.mode not in ("L", "1"):
+            return image.mode, None
+        return image.mode, mask_lungs(np.asarray(image.convert("L")))
 
 
 # --- severity scores (CSV) --------------------------------------------------------------------

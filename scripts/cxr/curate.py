@@ -145,6 +145,7 @@ def decode_images(
     """Step 3: the file must be inside the source's root and decode as a usable image; each
     kept record gains its image facts (`info`) and absolute `path`."""
     root = Path(spec["root"])
+    real_root = Path(os.path.realpath(root))
     decoded, dropped = [], []
     for i, row in enumerate(records.to_dict("records"), start=1):
         try:
@@ -162,7 +163,9 @@ def decode_images(
             detail = detail.replace(str(root / row["file"]), row["file"])
             dropped.append(exclusion(row, "image", exc.reason, detail))
             continue
-        decoded.append({**row, "info": info, "path": str(root / row["file"])})
+        # The file decoded, under the root as configured: a link inside the root that a row
+        # names is its target here, since every later reader refuses links (decode_image).
+        decoded.append({**row, "info": info, "path": str(root / path.relative_to(real_root))})
         if i % 200 == 0:
             log.info("source %s: decoded %d/%d images", name, i, len(records))
     return decoded, dropped

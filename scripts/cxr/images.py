@@ -1,7 +1,9 @@
 """Image checks: safe paths, decoding with Pillow, pixel hashes and size limits.
 
-Every failure becomes an `ImageRejected` with a short machine-readable reason, so curation can
-log it as an exclusion instead of crashing."""
+`decode_image` is the one place any image file of the workflow is decoded (source images here,
+lung masks in cxr.annotations, report crops); tests/test_lint.py fails if another module calls
+Image.open. Every failure becomes an `ImageRejected` with a short machine-readable reason, so
+the caller can log it as an exclusion instead of crashing."""
 
 from __future__ import annotations
 
@@ -10,17 +12,23 @@ import hashlib
 import os
 import stat
 import warnings
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cxr.marks import find_colour_marks
 
-# The formats X-ray sources hold. Image.open tries only these: Pillow would otherwise hand a
-# PostScript, EPS or PDF file (whatever its name) to Ghostscript, which runs it as a program,
-# with no time limit. Anything else is "not an image".
+# The formats X-ray sources hold, and the only ones decode_image lets Pillow try (a use may
+# narrow them: masks are PNG). Pillow would otherwise hand a PostScript, EPS or PDF file
+# (whatever its name) to Ghostscript, which runs it as a program, with no time limit; each of
+# these Pillow decodes in-process (its own code or a linked library), never through another
+# program. Anything else is "not an image".
 IMAGE_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "GIF", "WEBP", "JPEG2000", "PPM")
 # Leading bytes of documents that must never reach an interpreter, named in the exclusion log.
 _DOCUMENT_MAGIC = {
@@ -141,70 +149,128 @@ def to_grayscale_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("L"), dtype=np.uint8)
 
 
-def open_image(path: Path) -> Image.Image:
-    """Image.open restricted to IMAGE_FORMATS; a document format is refused by name."""
-    with open(path, "rb") as handle:
-        head = handle.read(8)
+@contextmanager
+def decode_image(
+    path: Path, *, formats: tuple[str, ...], max_pixels: int, min_side: int = 1
+) -> Iterator[Image.Image]:
+    """The one way the workflow decodes an image file (an X-ray, a lung mask): the file itself,
+    never a link or what it points to, in one of `formats`, its size checked from the header
+    against `max_pixels` and `min_side` before any pixel is decoded. Yields the decoded image;
+    the file is closed when the block ends.
+
+    Raises ImageRejected with one of: file missing, file name too long, unreadable, not a
+    regular file, empty file, not an image, too many pixels, too small, undecodable."""
+    unvetted = sorted(set(formats) - set(IMAGE_FORMATS))
+    if unvetted:
+        # A caller's bug, not the data's: a format outside IMAGE_FORMATS may run a program.
+        raise ValueError(f"decode_image: {unvetted} not among IMAGE_FORMATS {IMAGE_FORMATS}")
+    with _regular_file(path) as handle:
+        img = _decode(handle, path, formats=formats, max_pixels=max_pixels, min_side=min_side)
+        try:
+            yield img
+        finally:
+            img.close()
+
+
+def _decode(
+    handle: BinaryIO, path: Path, *, formats: tuple[str, ...], max_pixels: int, min_side: int
+) -> Image.Image:
+    head = handle.read(8)
     for magic, kind in _DOCUMENT_MAGIC.items():
         if head.startswith(magic):
             raise ImageRejected("not an image", f"{path.name}: {kind} document, never opened")
+    handle.seek(0)
     try:
-        return Image.open(path, formats=IMAGE_FORMATS)
-    except UnidentifiedImageError as exc:
+        # Pillow's own bomb guard is off (MAX_IMAGE_PIXELS above); should anything turn it
+        # back on, its warning is an exclusion here, never silenced.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # `formats` makes Pillow try only those plugins, so the format is decided from the
+            # header, before decoding: no other plugin ever sees the file.
+            img = Image.open(handle, formats=formats)
+            width, height = img.size
+            if width * height > max_pixels:
+                raise ImageRejected(
+                    "too many pixels", f"{width}x{height} > limit {max_pixels} ({path.name})"
+                )
+            if min(width, height) < min_side:
+                raise ImageRejected("too small", f"{width}x{height} < {min_side} ({path.name})")
+            img.load()
+    except ImageRejected:
+        raise
+    except UnidentifiedImageError:
         raise ImageRejected(
-            "not an image", f"{path.name}: not one of {', '.join(IMAGE_FORMATS)} ({exc})"
+            "not an image", f"{path.name}: not one of {', '.join(formats)}"
         ) from None
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+        zlib.error,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as exc:
+        raise ImageRejected("undecodable", f"{path.name}: {exc}") from None
+    return img
 
 
-def load_image(
-    path: Path, *, max_pixels: int, min_side: int = 1, chroma_threshold: int | None = None
-) -> tuple[np.ndarray, ImageInfo]:
-    """Decode `path` fully, apply EXIF orientation, return 8-bit grayscale pixels and facts;
-    with `chroma_threshold`, also measure coloured marks (they vanish in grayscale).
-
-    Raises ImageRejected with one of: file missing, unreadable, not a regular file, empty file,
-    not an image, too many pixels, too small, undecodable."""
+@contextmanager
+def _regular_file(path: Path) -> Iterator[BinaryIO]:
+    """`path` open for reading if it is a non-empty regular file; a link (to anything, inside
+    the data or out) is refused, not followed."""
     try:
-        status = path.stat()
+        status = path.lstat()
     except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
-            raise ImageRejected("file missing", str(path)) from None
-        if exc.errno == errno.ENAMETOOLONG:
-            raise ImageRejected("file name too long", _shorten(str(path))) from None
-        raise ImageRejected("unreadable", f"{path}: {exc.strerror}") from None
+        raise _unopenable(path, exc) from None
+    if stat.S_ISLNK(status.st_mode):
+        raise ImageRejected("not a regular file", f"{path}: a symbolic link, not followed")
     if not stat.S_ISREG(status.st_mode):
         raise ImageRejected("not a regular file", str(path))
     if status.st_size == 0:
         raise ImageRejected("empty file", str(path))
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with open_image(path) as img:
-                fmt = img.format or "unknown"
-                width, height = img.size
-                # Checked from the header before decoding, so a bomb never allocates.
-                if width * height > max_pixels:
-                    raise ImageRejected(
-                        "too many pixels", f"{width}x{height} > limit {max_pixels} ({path.name})"
-                    )
-                if min(width, height) < min_side:
-                    raise ImageRejected("too small", f"{width}x{height} < {min_side} ({path.name})")
-                mode = img.mode
-                img.load()
-                img = ImageOps.exif_transpose(img)
-                width, height = img.size  # as displayed, after EXIF orientation
-                marks = (
-                    None
-                    if chroma_threshold is None
-                    else find_colour_marks(img, chroma_threshold=chroma_threshold)
-                )
-                pixels = to_grayscale_array(img)
-    except ImageRejected:
-        raise
-    except UnidentifiedImageError as exc:
-        raise ImageRejected("not an image", f"{path.name}: {exc}") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageRejected("undecodable", f"{path.name}: {exc}") from None
+        # Should the entry be swapped after lstat, O_NOFOLLOW fails on a link and O_NONBLOCK
+        # returns at once on a FIFO (instead of waiting for a writer); fstat then refuses both.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise _unopenable(path, exc) from None
+    with os.fdopen(descriptor, "rb") as handle:
+        now = os.fstat(handle.fileno())
+        if (now.st_dev, now.st_ino) != (status.st_dev, status.st_ino):
+            raise ImageRejected("not a regular file", f"{path}: replaced while being opened")
+        yield handle
+
+
+def _unopenable(path: Path, exc: OSError) -> ImageRejected:
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return ImageRejected("file missing", str(path))
+    if exc.errno == errno.ELOOP:
+        return ImageRejected("not a regular file", f"{path}: a symbolic link, not followed")
+    if exc.errno == errno.ENAMETOOLONG:
+        return ImageRejected("file name too long", _shorten(str(path)))
+    return ImageRejected("unreadable", f"{path}: {exc.strerror}")
+
+
+def load_image(
+    path: Path, *, max_pixels: int, min_side: int = 1, chroma_threshold: int | None = None
+) -> tuple[np.ndarray, ImageInfo]:
+    """Decode an X-ray (decode_image, IMAGE_FORMATS), apply EXIF orientation, return 8-bit
+    grayscale pixels and facts; with `chroma_threshold`, also measure coloured marks (they
+    vanish in grayscale). Raises ImageRejected with one of decode_image's reasons."""
+    with decode_image(path, formats=IMAGE_FORMATS, max_pixels=max_pixels, min_side=min_side) as img:
+        fmt, mode = img.format or "unknown", img.mode
+        try:
+            img = ImageOps.exif_transpose(img)
+            width, height = img.size  # as displayed, after EXIF orientation
+            marks = (
+                None
+                if chroma_threshold is None
+                else find_colour_marks(img, chroma_threshold=chroma_threshold)
+            )
+            pixels = to_grayscale_array(img)
+        except (OSError, SyntaxError, ValueError) as exc:  # EXIF that does not parse, say
+            raise ImageRejected("undecodable", f"{path.name}: {exc}") from None
     digest = hashlib.sha256()
     digest.update(f"{pixels.shape[0]}x{pixels.shape[1]}:".encode())
     digest.update(pixels.tobytes())

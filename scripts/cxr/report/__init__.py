@@ -159,6 +159,7 @@ def build_context(
             summaries=summaries,
             removed=dict(zip(names, inputs.get("protocol_removed", []), strict=False)),
             image_root=image_root,
+            max_pixels=int(config["curation"]["max_pixels"]),
         )
     )
     add(

@@ -11,7 +11,7 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from cxr.errors import DataError
-from cxr.images import ImageRejected, load_image, open_image
+from cxr.images import IMAGE_FORMATS, ImageRejected, decode_image, load_image
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -54,11 +54,13 @@ def thumbnail_uri(path: Path, *, size: int, max_pixels: int) -> str:
     return png_data_uri(buffer.getvalue())
 
 
-def crop_uri(path: Path, box: str, *, size: int = 160, margin: float = 0.6) -> str | None:
+def crop_uri(
+    path: Path, box: str, *, max_pixels: int, size: int = 160, margin: float = 0.6
+) -> str | None:
     """A PNG data: URI of the region `box` ("left top right bottom") of the image at `path`,
     widened by `margin` of its size on each side, in colour (the marks are colour)."""
     try:
-        with open_image(path) as img:
+        with decode_image(path, formats=IMAGE_FORMATS, max_pixels=max_pixels) as img:
             # The box was measured on the image as displayed (EXIF orientation applied).
             img = ImageOps.exif_transpose(img).convert("RGB")
             left, top, right, bottom = (int(v) for v in box.split())

@@ -26,6 +26,7 @@ def marks_section(
     removed: dict[str, pd.DataFrame],
     *,
     image_root: Path,
+    max_pixels: int,
     limit: int = 6,
 ) -> dict:
     """How many images carry marks per class and source, sample crops, and the no-marks
@@ -46,7 +47,11 @@ def marks_section(
     )
     for row in with_box.head(limit).to_dict("records"):
         path = Path(row["path"])
-        uri = crop_uri(path if path.is_absolute() else image_root / path, str(row["mark_box"]))
+        uri = crop_uri(
+            path if path.is_absolute() else image_root / path,
+            str(row["mark_box"]),
+            max_pixels=max_pixels,
+        )
         if uri:
             samples.append({"id": row["id"], "label": row["label"], "uri": uri,
                             "area": f"{100 * float(row['mark_area']):.2f}%"})  # fmt: skip
@@ -84,8 +89,12 @@ def context(
     summaries: dict[str, dict],
     removed: dict[str, str | Path],
     image_root: Path,
+    max_pixels: int,
 ) -> dict:
     """The key marks.html.j2 shows; `settings`: config's `marks` section (chroma_threshold,
-    min_area, ids); `removed` names each protocol's removed.csv."""
+    min_area, ids); `removed` names each protocol's removed.csv; `max_pixels`: curation's."""
     tables = {name: read_table(path) for name, path in removed.items()}
-    return {"marks": marks_section(images, settings, summaries, tables, image_root=image_root)}
+    section = marks_section(
+        images, settings, summaries, tables, image_root=image_root, max_pixels=max_pixels
+    )
+    return {"marks": section}

@@ -405,7 +405,7 @@ def test_split_classifier_finds_base_and_head(corner_model):
 
 def test_statistics_json_is_plain(tmp_path):
     """What explain_job writes must survive json (no NaN: None instead)."""
-    from cxr.saliency import _finite
+    from cxr.io import finite_or_none as _finite
 
     assert _finite(np.nan) is None and _finite(np.float32(0.5)) == 0.5
     json.dumps({"x": _finite(np.nan)}, allow_nan=False)

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from cxr.io import atomic_open, atomic_path, read_json, write_csv, write_json
+from cxr.io import atomic_open, atomic_path, finite_or_none, read_json, write_csv, write_json
 from cxr.models import save_model
 
 logger = logging.getLogger(__name__)
@@ -84,12 +84,6 @@ def _batch_dataset(
 def _rng_variables(model: keras.Model) -> list:
     # Dropout's SeedGenerator state: a model variable that save_weights does not store.
     return [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
-
-
-def finite_or_none(value: Any) -> float | None:
-    """A float, or None where it is NaN or infinite (JSON has neither)."""
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 class _Checkpoint(keras.callbacks.Callback):

@@ -214,13 +214,14 @@ def train_run(
         summary = _train_on_images(plan, settings, train_rows, val_rows, inputs, out_dir)
         fitted = None
     else:
-        summary, *fitted = train_on_features(
+        summary, fit, head = train_on_features(
             features.rows(train_rows, "training"),
             features.rows(val_rows, "validation"),
             settings,
             out_dir=out_dir,
             heads=heads,
         )
+        fitted = (fit, head)
     summary.update(
         {
             "architecture": architecture_name,
@@ -232,7 +233,7 @@ def train_run(
             "image_size": training["image_size"],
         }
     )
-    return summary, (tuple(fitted) if fitted else None)
+    return summary, fitted
 
 
 def _train_on_images(plan, settings, train_rows, val_rows, inputs, out_dir) -> dict:
@@ -363,16 +364,13 @@ class HeadFit:
     seconds: float
 
     def facts(self, epochs: int) -> dict[str, Any]:
-        """The summary's facts of the fit, named as the resumable fit names them (a head
-        never resumes: a killed job fits it again)."""
-        return {
-            "epochs": epochs,
-            "epochs_run": len(self.rows),
-            "resumed_from_epoch": 0,
-            "best_epoch": self.best_epoch,
-            "best_val_loss": self.best_val_loss,
-            "final": self.rows[-1],
-        }
+        """The summary's facts of the fit, as the resumable fit gives them (a head never
+        resumes: a killed job fits it again)."""
+        from cxr.fitting import fit_facts
+
+        state = {"rows": self.rows, "best_epoch": self.best_epoch,
+                 "best_val_loss": self.best_val_loss}  # fmt: skip
+        return fit_facts(state, 0, epochs)
 
 
 class CompiledHead:
@@ -478,7 +476,8 @@ class CompiledHead:
     def fit(self, train: tuple, val: tuple, settings: TrainSettings) -> HeadFit:
         """Fit a freshly seeded head (settings.seed) on (features, labels) `train`, validated
         on `val`, for settings.epochs in batches of settings.batch_size."""
-        from cxr.fitting import HISTORY_COLUMNS, epoch_order, finite_or_none
+        from cxr.fitting import HISTORY_COLUMNS, epoch_order
+        from cxr.io import finite_or_none
 
         (x, y), (x_val, y_val) = train, val
         started = time.perf_counter()

@@ -7,6 +7,7 @@ import contextlib
 import csv
 import hashlib
 import json
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,15 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
         yield handle
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def finite_or_none(value: Any) -> float | None:
+    """A float, or None where it is None, NaN or infinite: JSON has no NaN or infinity, and a
+    missing statistic is written as null."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 
 from cxr.architectures import resolve_architectures
 from cxr.errors import DataError
-from cxr.io import atomic_open, read_table, write_csv, write_json
+from cxr.io import atomic_open, finite_or_none, read_table, write_csv, write_json
 
 log = logging.getLogger(__name__)
 RANDOM_WEIGHTS = "none (random, BatchNorm recalibrated)"
@@ -419,7 +419,7 @@ def explain_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> d
             },
             "methods": {method: randomisation.summarise(rho) for method, rho in rhos.items()},
             "per_image": [
-                {"id": ids[k], **{m: _finite_or_none(rho[j]) for m, rho in rhos.items()}}
+                {"id": ids[k], **{m: finite_or_none(rho[j]) for m, rho in rhos.items()}}
                 for j, k in enumerate(again)
             ],
         },
@@ -455,10 +455,6 @@ def explain_job(*, inputs: dict, outputs: dict, params: dict, threads: int) -> d
         },
     )
     return {**result, "seconds": seconds}
-
-
-def _finite_or_none(value: float) -> float | None:
-    return float(value) if np.isfinite(value) else None
 
 
 def _unit_scale(maps: np.ndarray) -> np.ndarray:

@@ -6,7 +6,6 @@ Every value returned is JSON-safe: plain floats/ints/lists, None where a metric 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -23,11 +22,12 @@ from sklearn.metrics import (
 )
 from statsmodels.stats.proportion import proportion_confint
 
+from cxr.io import finite_or_none
+
 BOOTSTRAP_METHOD = "patient-level cluster bootstrap (percentile)"
 AUC_METHOD = "sklearn roc_auc_score (Mann-Whitney); ci95: " + BOOTSTRAP_METHOD
 
 Statistic = Callable[[np.ndarray, np.ndarray], float | None]
-
 
 # ---------------------------------------------------------------- input checks
 
@@ -81,13 +81,6 @@ def _check_threshold(threshold: float) -> float:
     if not (isinstance(threshold, int | float | np.number) and 0.0 <= threshold <= 1.0):
         raise ValueError(f"threshold must be a number in [0, 1]; got {threshold!r}")
     return float(threshold)
-
-
-def _finite_or_none(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 # ---------------------------------------------------------------- building blocks
@@ -176,7 +169,7 @@ def patient_bootstrap(
     rng = np.random.default_rng(seed)
     values = []
     for idx in _resample_indices(codes, int(n_boot), rng):
-        value = _finite_or_none(statistic(idx))
+        value = finite_or_none(statistic(idx))
         if value is not None:
             values.append(value)
     ci = _percentile_interval(values, alpha)
@@ -295,7 +288,7 @@ def binary_metrics(
         "n_negative": n_neg,
         "n_patients": int(codes.max()) + 1,
         "threshold": threshold,
-        "loss": _finite_or_none(log_loss(y, p, labels=[0, 1])),
+        "loss": finite_or_none(log_loss(y, p, labels=[0, 1])),
         "brier": float(brier_score_loss(y, p, pos_label=1)),
         "calibration_error": expected_calibration_error(y, p, n_bins=10),
         "confusion_matrix": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
@@ -304,7 +297,7 @@ def binary_metrics(
         "specificity": proportion(tn, tn + fp),
         "ppv": proportion(tp, tp + fp),
         "npv": proportion(tn, tn + fn),
-        "f1": {"value": _finite_or_none(f1_value), "ci95": f1_boot["ci95"], "bootstrap": f1_boot},
+        "f1": {"value": finite_or_none(f1_value), "ci95": f1_boot["ci95"], "bootstrap": f1_boot},
         "roc_auc": roc_auc(y, p, groups, n_boot=n_boot, seed=seed),
     }
 
@@ -318,7 +311,7 @@ def roc_auc(y_true: Any, prob: Any, groups: Any, *, n_boot: int, seed: int) -> d
     value = roc_auc_score(y, p) if both_classes else None
     boot = cluster_bootstrap(y, p, codes, _auc_stat, n_boot=n_boot, seed=seed)
     return {
-        "value": _finite_or_none(value),
+        "value": finite_or_none(value),
         "ci95": boot["ci95"],
         "method": AUC_METHOD,
         "bootstrap": boot,
@@ -361,7 +354,7 @@ def bootstrap_difference(
     ya, pa = _check_inputs(a[0], a[1])
     yb, pb = _check_inputs(b[0], b[1])
     ca, cb = _check_groups(a[2], pa.size), _check_groups(b[2], pb.size)
-    value_a, value_b = _finite_or_none(statistic(ya, pa)), _finite_or_none(statistic(yb, pb))
+    value_a, value_b = finite_or_none(statistic(ya, pa)), finite_or_none(statistic(yb, pb))
     value = None if value_a is None or value_b is None else value_a - value_b
     rng = np.random.default_rng(seed)
     draws_a = _resample_indices(ca, int(n_boot), rng)
@@ -369,8 +362,8 @@ def bootstrap_difference(
     values = []
     for ia, ib in zip(draws_a, draws_b, strict=True):
         sa, sb = (
-            _finite_or_none(statistic(ya[ia], pa[ia])),
-            _finite_or_none(statistic(yb[ib], pb[ib])),
+            finite_or_none(statistic(ya[ia], pa[ia])),
+            finite_or_none(statistic(yb[ib], pb[ib])),
         )
         if sa is not None and sb is not None:
             values.append(sa - sb)

@@ -18,7 +18,7 @@ import pandas as pd
 from cxr import metrics
 from cxr.audit import border_mask
 from cxr.errors import ConfigError
-from cxr.io import atomic_open
+from cxr.io import atomic_open, finite_or_none
 
 REGIONS = ("central", "border", "top_left", "top_right")
 OUTCOMES = ("TP", "FN", "FP", "TN", "external TP", "external FN", "external FP", "external TN")
@@ -292,11 +292,6 @@ def write_arrays(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
             archive.writestr(info, buffer.getvalue())
 
 
-def _finite(value) -> float | None:
-    value = float(value)
-    return value if np.isfinite(value) else None
-
-
 def statistics(
     predictions: pd.DataFrame,
     maps: dict[str, tuple[np.ndarray, np.ndarray]],
@@ -337,8 +332,8 @@ def statistics(
         }
         for k in range(len(ids)):
             per_image[k][method] = {
-                "shares": {r: _finite(shares[r][k]) for r in REGIONS},
-                "peak": [_finite(v) for v in peaks[k]],
+                "shares": {r: finite_or_none(shares[r][k]) for r in REGIONS},
+                "peak": [finite_or_none(v) for v in peaks[k]],
                 "peak_region": regions[k],
             }
     return {

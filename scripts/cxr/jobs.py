@@ -195,12 +195,26 @@ def border_probe_job(*, inputs: dict, outputs: dict, params: dict, threads: int)
     features = np.asarray(base.predict(x, batch_size=32, verbose=0), dtype=np.float32)
     log.info("border probe: %d images, features %s", len(y), features.shape[1:])
 
+    compiled = []
+
     def fit_predict(x_train, y_train, x_test):
-        head = seeded_head(features.shape[1:], settings)
-        head.compile(
-            optimizer=keras.optimizers.Adam(training["learning_rate"]),
-            loss="sparse_categorical_crossentropy",
-        )
+        # Each fold's head as freshly seeded and compiled (its weights, Dropout's seed state,
+        # a new Adam), fitted by model.fit with Keras's own shuffle, whose seed comes after
+        # seeded_head's set_random_seed as before; but one compiled model for all folds, so
+        # Keras traces its training and prediction steps once, not once per fold.
+        fresh = seeded_head(features.shape[1:], settings)
+        if not compiled:
+            fresh.compile(
+                optimizer=keras.optimizers.Adam(training["learning_rate"]),
+                loss="sparse_categorical_crossentropy",
+            )
+            fresh.optimizer.build(fresh.trainable_variables)
+            compiled.append((fresh, [v.numpy() for v in fresh.optimizer.variables]))
+        head, optimizer_start = compiled[0]
+        for variable, value in zip(head.variables, fresh.variables, strict=True):
+            variable.assign(value.numpy())
+        for variable, value in zip(head.optimizer.variables, optimizer_start, strict=True):
+            variable.assign(value)
         head.fit(x_train, y_train, epochs=training["epochs"], batch_size=batch, verbose=0)
         return np.asarray(head.predict(x_test, verbose=0))[:, 1]
 
